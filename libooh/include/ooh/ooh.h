@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libooh: C client API of oohd, the dirty-page tracking daemon.
+ *
+ * Every function returns 0 (or a count) on success and a negative errno on
+ * failure; ooh_last_error() then describes what failed. A client is not
+ * thread-safe: use one per thread. Nothing in this API aborts or throws.
+ */
+#ifndef OOH_OOH_H
+#define OOH_OOH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OOH_DEFAULT_SOCKET_PATH "/run/oohd/oohd.sock"
+/* Environment variable that overrides the default socket path. */
+#define OOH_SOCKET_ENV "OOH_SOCKET"
+
+typedef struct ooh_client ooh_client;
+
+/* A written range of the target's address space: [start, end), byte
+ * addresses, page aligned. */
+struct ooh_range {
+	uint64_t start;
+	uint64_t end;
+	uint32_t flags; /* OOH_RANGE_* */
+	uint32_t reserved;
+};
+
+/* The range was reported as a whole because exact tracking was not possible
+ * (a new mapping, a mapping the backend cannot track, discarded pages). */
+#define OOH_RANGE_WHOLESALE (1u << 0)
+
+struct ooh_collect_info {
+	uint64_t epoch;       /* the epoch this set closes */
+	uint32_t page_size;
+	uint32_t reserved;
+	uint64_t total_ranges;
+	uint64_t total_pages;
+};
+
+struct ooh_stats {
+	char backend[32];
+	uint64_t epoch;
+	uint64_t collects;
+	uint64_t pages_reported;
+	uint64_t pages_wholesale;
+	uint64_t last_collect_ns;
+	uint64_t last_collect_pages;
+	uint64_t tracked_since_ns;
+	uint64_t tracked_bytes;
+	int alive;
+};
+
+struct ooh_backend_info {
+	char name[32];
+	int available;
+	int is_default;
+	char reason[256];
+};
+
+/* Connects and performs the version handshake. socket_path may be NULL:
+ * $OOH_SOCKET, else OOH_DEFAULT_SOCKET_PATH. On failure *out is still set
+ * (unless out is NULL) so that ooh_last_error() can explain; close it. */
+int ooh_connect(const char *socket_path, ooh_client **out);
+void ooh_close(ooh_client *client);
+/* Message of the last failure on this client ("" if none). Valid until the
+ * next call on the client. */
+const char *ooh_last_error(const ooh_client *client);
+
+/* Starts tracking pid with the named backend (NULL or "" for the default).
+ * The first epoch starts now. start_time (may be NULL) receives the
+ * process identity to pass to ooh_collect_begin(). */
+int ooh_track(ooh_client *client, pid_t pid, const char *backend, uint64_t *start_time);
+int ooh_untrack(ooh_client *client, pid_t pid);
+
+/*
+ * Collect = get-and-reset: every page written since the previous collect (or
+ * since track) is in the set, and tracking is re-armed. The set is final once
+ * ooh_collect_begin() returns; read it with ooh_collect_next() until it
+ * returns 0:
+ *
+ *   ooh_collect_begin(c, pid, 0, &info);
+ *   while ((n = ooh_collect_next(c, buf, cap)) > 0) use(buf, n);
+ *   if (n < 0) fail;
+ *
+ * start_time: 0, or the value from ooh_track() to refuse a reused PID.
+ */
+int ooh_collect_begin(ooh_client *client, pid_t pid, uint64_t start_time,
+		      struct ooh_collect_info *info);
+/* Fills up to cap ranges (ascending, non-overlapping); returns how many, 0 at
+ * the end of the set, or a negative errno. */
+long ooh_collect_next(ooh_client *client, struct ooh_range *buf, size_t cap);
+
+int ooh_stats(ooh_client *client, pid_t pid, struct ooh_stats *out);
+/* Fills up to cap entries; returns the number of backends the daemon knows
+ * (which may exceed cap). */
+long ooh_backends(ooh_client *client, struct ooh_backend_info *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OOH_OOH_H */

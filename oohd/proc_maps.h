@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: Apache-2.0
+// Parser for /proc/PID/maps, used by backends to find and classify mappings.
+#pragma once
+
+#include "result.h"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ooh {
+
+struct MapEntry {
+    uint64_t start = 0;
+    uint64_t end = 0;
+    bool read = false, write = false, exec = false, shared = false;
+    uint64_t offset = 0;
+    uint64_t inode = 0;
+    std::string path;  // may be empty, "[heap]", "[stack]", "[vdso]", ...
+
+    // Kernel-provided mappings that no user write can reach and that
+    // checkpointers recreate rather than dump.
+    bool isKernelSpecial() const
+    {
+        return path == "[vvar]" || path == "[vvar_vclock]" || path == "[vsyscall]" ||
+               path == "[vdso]" || path == "[uprobes]";
+    }
+};
+
+// Parses one line of /proc/PID/maps; false if malformed.
+bool parseMapsLine(std::string_view line, MapEntry *out);
+Result<std::vector<MapEntry>> readMaps(const std::string &maps_path);
+
+} // namespace ooh
