@@ -43,7 +43,7 @@ Result<void> sendMessage(int fd, const Envelope &msg)
         if (n >= 0)
             return {};
         if (errno != EINTR)
-            return Error::fromErrno(errno, "send to oohd");
+            return ooh::Error::fromErrno(errno, "send to oohd");
     }
 }
 
@@ -55,7 +55,7 @@ Result<Envelope> receiveMessage(int fd)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return Error::fromErrno(errno, "receive from oohd");
+            return ooh::Error::fromErrno(errno, "receive from oohd");
         }
         if (n == 0)
             return ooh::makeError(ECONNRESET, "oohd closed the connection");
@@ -65,7 +65,7 @@ Result<Envelope> receiveMessage(int fd)
     }
 }
 
-Envelope makeError(uint64_t request_id, int errno_code, const std::string &message)
+Envelope errorReply(uint64_t request_id, int errno_code, const std::string &message)
 {
     Envelope e;
     e.set_request_id(request_id);

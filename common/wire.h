@@ -31,6 +31,6 @@ Result<void> sendMessage(int fd, const Envelope &msg);
 // reported as EMSGSIZE; an orderly shutdown of the peer is ECONNRESET.
 Result<Envelope> receiveMessage(int fd);
 
-Envelope makeError(uint64_t request_id, int errno_code, const std::string &message);
+Envelope errorReply(uint64_t request_id, int errno_code, const std::string &message);
 
 } // namespace ooh::wire

@@ -2,7 +2,9 @@
 // Implementation of oohd/proc_maps.h.
 #include "proc_maps.h"
 
+#include <algorithm>
 #include <cinttypes>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 
@@ -48,6 +50,92 @@ Result<std::vector<MapEntry>> readMaps(const std::string &maps_path)
         maps.push_back(std::move(e));
     }
     return maps;
+}
+
+} // namespace ooh
+
+#include "compat/linux_mm.h"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+namespace ooh {
+
+namespace {
+
+Result<std::vector<MapEntry>> vmasInByParsing(int maps_fd, uint64_t start, uint64_t end)
+{
+    std::string text;
+    char buf[16384];
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = ::pread(maps_fd, buf, sizeof(buf), off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return Error::fromErrno(errno, "read /proc/PID/maps");
+        }
+        if (n == 0)
+            break;
+        text.append(buf, static_cast<size_t>(n));
+        off += n;
+    }
+    std::vector<MapEntry> out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t nl = text.find('\n', pos);
+        if (nl == std::string::npos)
+            nl = text.size();
+        MapEntry e;
+        if (parseMapsLine(std::string_view(text).substr(pos, nl - pos), &e) && e.end > start &&
+            e.start < end) {
+            e.start = std::max(e.start, start);
+            e.end = std::min(e.end, end);
+            out.push_back(std::move(e));
+        }
+        pos = nl + 1;
+    }
+    return out;
+}
+
+} // namespace
+
+Result<std::vector<MapEntry>> vmasIn(int maps_fd, uint64_t start, uint64_t end)
+{
+    std::vector<MapEntry> out;
+    uint64_t addr = start;
+    char name[256];
+    while (addr < end) {
+        struct procmap_query q = {};
+        q.size = sizeof(q);
+        q.query_flags = PROCMAP_QUERY_COVERING_OR_NEXT_VMA;
+        q.query_addr = addr;
+        q.vma_name_addr = reinterpret_cast<uint64_t>(name);
+        q.vma_name_size = sizeof(name);
+        if (::ioctl(maps_fd, PROCMAP_QUERY, &q) < 0) {
+            if (errno == ENOENT)
+                break;  // no VMA at or after addr
+            if (errno == ENOTTY || errno == EINVAL)
+                return vmasInByParsing(maps_fd, start, end);
+            return Error::fromErrno(errno, "PROCMAP_QUERY");
+        }
+        if (q.vma_start >= end)
+            break;
+        MapEntry e;
+        e.start = std::max<uint64_t>(q.vma_start, start);
+        e.end = std::min<uint64_t>(q.vma_end, end);
+        e.read = q.vma_flags & PROCMAP_QUERY_VMA_READABLE;
+        e.write = q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE;
+        e.exec = q.vma_flags & PROCMAP_QUERY_VMA_EXECUTABLE;
+        e.shared = q.vma_flags & PROCMAP_QUERY_VMA_SHARED;
+        e.offset = q.vma_offset;
+        e.inode = q.inode;
+        if (q.vma_name_size > 0)
+            e.path.assign(name, strnlen(name, std::min<size_t>(q.vma_name_size, sizeof(name))));
+        out.push_back(std::move(e));
+        addr = q.vma_end;
+    }
+    return out;
 }
 
 } // namespace ooh

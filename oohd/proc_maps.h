@@ -33,3 +33,14 @@ bool parseMapsLine(std::string_view line, MapEntry *out);
 Result<std::vector<MapEntry>> readMaps(const std::string &maps_path);
 
 } // namespace ooh
+
+namespace ooh {
+
+// The VMAs intersecting [start, end) of the process whose /proc/PID/maps is
+// open as maps_fd, clipped to the range. Uses the PROCMAP_QUERY ioctl (6.11)
+// and falls back to parsing the whole file on older kernels. Only start,
+// end, the permission flags and (for anonymous special mappings) the path
+// are filled in.
+Result<std::vector<MapEntry>> vmasIn(int maps_fd, uint64_t start, uint64_t end);
+
+} // namespace ooh

@@ -14,6 +14,7 @@ namespace ooh {
 
 class Process {
 public:
+    Process() = default;  // an empty handle; see open()
     // Opens a pidfd and reads the start time; the start time is read again
     // after pidfd_open to make sure both refer to the same process.
     static Result<Process> open(pid_t pid);

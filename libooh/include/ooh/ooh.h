@@ -97,7 +97,7 @@ int ooh_collect_begin(ooh_client *client, pid_t pid, uint64_t start_time,
  * the end of the set, or a negative errno. */
 long ooh_collect_next(ooh_client *client, struct ooh_range *buf, size_t cap);
 
-int ooh_stats(ooh_client *client, pid_t pid, struct ooh_stats *out);
+int ooh_get_stats(ooh_client *client, pid_t pid, struct ooh_stats *out);
 /* Fills up to cap entries; returns the number of backends the daemon knows
  * (which may exceed cap). */
 long ooh_backends(ooh_client *client, struct ooh_backend_info *buf, size_t cap);

@@ -1,0 +1,67 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# Builds CRIU 4.1.1 with the patch series in criu-plugin/patches/criu-4.1.1/
+# and copies the patched criu executable and its plugin headers into the
+# build tree. The patched tree is cached by the hash of its inputs (tarball,
+# series, this script), so a rebuild with an unchanged series costs nothing.
+#
+# usage: build-criu.sh --root SRCROOT --cache-dir DIR --out DIR [--jobs N]
+set -euo pipefail
+
+version=4.1.1
+tarball=criu_$version.orig.tar.xz
+tarball_sha256=f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe
+
+root= cache= out= jobs=2
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --root) root=$2; shift 2 ;;
+        --cache-dir) cache=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --jobs) jobs=$2; shift 2 ;;
+        *) sed -n '/^# usage:/s/^# //p' "$0" >&2; exit 2 ;;
+    esac
+done
+[ -n "$root" ] && [ -n "$cache" ] && [ -n "$out" ] || { sed -n '/^# usage:/s/^# //p' "$0" >&2; exit 2; }
+
+patches=("$root"/criu-plugin/patches/criu-$version/*.patch)
+mkdir -p "$cache/criu" "$out"
+
+# One builder at a time per cache: two build directories may share it.
+exec 9>"$cache/criu/.lock"
+flock 9
+
+src=$("$root/scripts/fetch-debian-source" --suite trixie --package criu --file "$tarball" \
+    --sha256 "$tarball_sha256" --dest "$cache/debian-src")
+
+key=$( { echo "$tarball_sha256"; cat "${patches[@]}" "$0"; } | sha256sum | cut -c1-16)
+tree="$cache/criu/criu-$version-$key"
+
+if [ ! -f "$tree/.ooh-built" ]; then
+    echo "build-criu: building patched CRIU $version in $tree" >&2
+    rm -rf "$tree" "$tree.tmp"
+    mkdir -p "$tree.tmp"
+    tar -xJf "$src" -C "$tree.tmp" --strip-components=1
+    for p in "${patches[@]}"; do
+        patch -d "$tree.tmp" -p1 --batch --forward --quiet < "$p" ||
+            { echo "build-criu: $(basename "$p") does not apply" >&2; exit 1; }
+    done
+    # CRIU's build records no absolute paths in criu itself, but its test
+    # tree (zdtm) is used in place: build at the final path.
+    mv "$tree.tmp" "$tree"
+    if ! nice -n 10 make -C "$tree" -j"$jobs" criu > "$tree/build.log" 2>&1; then
+        tail -n 30 "$tree/build.log" >&2
+        echo "build-criu: make criu failed, see $tree/build.log" >&2
+        exit 1
+    fi
+    touch "$tree/.ooh-built"
+    # Older trees of other series are dead weight.
+    find "$cache/criu" -maxdepth 1 -name "criu-$version-*" ! -name "criu-$version-$key" \
+        -exec rm -rf {} + 2>/dev/null || true
+fi
+
+install -m 755 "$tree/criu/criu" "$out/criu"
+install -m 644 "$tree/criu/include/criu-plugin.h" "$tree/criu/include/criu-log.h" \
+    "$tree/criu/include/log.h" "$out/"
+# The zdtm suite runs from the patched tree.
+echo "$tree" > "$out/criu-source-dir.txt"

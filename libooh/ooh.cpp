@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: Apache-2.0
+// libooh: the C API of oohd (include/ooh/ooh.h), a blocking client over the
+// SOCK_SEQPACKET protocol. No exception leaves this file.
+#include "ooh/ooh.h"
+
+#include "wire.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <new>
+#include <string>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+using ooh::wire::Envelope;
+
+struct ooh_client {
+    int fd = -1;
+    uint64_t next_id = 1;
+    std::string error;
+    // Collect state between ooh_collect_begin() and the end of the set.
+    bool collecting = false;
+    bool collect_done = false;
+    uint64_t collect_id = 0;
+    std::deque<ooh_range> pending;
+};
+
+namespace {
+
+int fail(ooh_client *c, int err, const std::string &message)
+{
+    if (err < 0)
+        err = -err;
+    if (c)
+        c->error = message;
+    return -err;
+}
+
+int fail(ooh_client *c, const ooh::Error &e) { return fail(c, e.code ? e.code : EIO, e.message); }
+
+// Sends a request and receives the reply with the same id. An Error reply
+// becomes the negative errno it carries.
+int roundTrip(ooh_client *c, Envelope &req, Envelope *reply)
+{
+    if (!c || c->fd < 0)
+        return fail(c, ENOTCONN, "not connected to oohd");
+    if (c->collecting)
+        return fail(c, EBUSY, "a collect is in progress: read it to the end first");
+    req.set_request_id(c->next_id++);
+    if (auto r = ooh::wire::sendMessage(c->fd, req); !r)
+        return fail(c, r.error());
+    auto msg = ooh::wire::receiveMessage(c->fd);
+    if (!msg)
+        return fail(c, msg.error());
+    if (msg->request_id() != req.request_id() && msg->request_id() != 0)
+        return fail(c, EPROTO, "reply does not match the request");
+    if (msg->has_error())
+        return fail(c, msg->error().errno_code() > 0 ? msg->error().errno_code() : EIO,
+                    msg->error().message());
+    *reply = std::move(*msg);
+    return 0;
+}
+
+void copyString(char *dst, size_t size, const std::string &src)
+{
+    size_t n = std::min(size - 1, src.size());
+    std::memcpy(dst, src.data(), n);
+    dst[n] = '\0';
+}
+
+} // namespace
+
+extern "C" {
+
+int ooh_connect(const char *socket_path, ooh_client **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = nullptr;
+    auto *c = new (std::nothrow) ooh_client;
+    if (!c)
+        return -ENOMEM;
+    *out = c;
+    std::string path = socket_path && *socket_path ? socket_path
+                       : std::getenv(OOH_SOCKET_ENV) ? std::getenv(OOH_SOCKET_ENV)
+                                                       : OOH_DEFAULT_SOCKET_PATH;
+    struct sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(addr.sun_path))
+        return fail(c, ENAMETOOLONG, "socket path too long: " + path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    c->fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return fail(c, errno, std::string("socket: ") + std::strerror(errno));
+    if (::connect(c->fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0) {
+        int err = errno;
+        ::close(c->fd);
+        c->fd = -1;
+        return fail(c, err, "cannot connect to oohd at " + path + ": " + std::strerror(err) +
+                                (err == ENOENT || err == ECONNREFUSED
+                                     ? " (is oohd running? start it with `oohd` or "
+                                       "`systemctl start oohd.socket`)"
+                                     : ""));
+    }
+    Envelope req, reply;
+    req.mutable_hello()->set_protocol_version(ooh::wire::kProtocolVersion);
+    req.mutable_hello()->set_client_name("libooh");
+    if (int r = roundTrip(c, req, &reply); r < 0)
+        return r;
+    if (!reply.has_hello_reply())
+        return fail(c, EPROTO, "oohd did not answer the handshake");
+    return 0;
+}
+
+void ooh_close(ooh_client *c)
+{
+    if (!c)
+        return;
+    if (c->fd >= 0)
+        ::close(c->fd);
+    delete c;
+}
+
+const char *ooh_last_error(const ooh_client *c)
+{
+    return c ? c->error.c_str() : "no client (out of memory?)";
+}
+
+int ooh_track(ooh_client *c, pid_t pid, const char *backend, uint64_t *start_time)
+{
+    Envelope req, reply;
+    req.mutable_track()->set_pid(pid);
+    if (backend)
+        req.mutable_track()->set_backend(backend);
+    if (int r = roundTrip(c, req, &reply); r < 0)
+        return r;
+    if (!reply.has_track_reply())
+        return fail(c, EPROTO, "unexpected reply to track");
+    if (start_time)
+        *start_time = reply.track_reply().start_time();
+    return 0;
+}
+
+int ooh_untrack(ooh_client *c, pid_t pid)
+{
+    Envelope req, reply;
+    req.mutable_untrack()->set_pid(pid);
+    if (int r = roundTrip(c, req, &reply); r < 0)
+        return r;
+    return reply.has_untrack_reply() ? 0 : fail(c, EPROTO, "unexpected reply to untrack");
+}
+
+static void takeChunk(ooh_client *c, const ooh::wire::CollectChunk &chunk)
+{
+    for (const auto &r : chunk.ranges())
+        c->pending.push_back(
+            {r.start(), r.end(), r.wholesale() ? OOH_RANGE_WHOLESALE : 0u, 0u});
+    c->collect_done = chunk.last();
+}
+
+int ooh_collect_begin(ooh_client *c, pid_t pid, uint64_t start_time, struct ooh_collect_info *info)
+{
+    Envelope req, reply;
+    req.mutable_collect()->set_pid(pid);
+    req.mutable_collect()->set_start_time(start_time);
+    if (int r = roundTrip(c, req, &reply); r < 0)
+        return r;
+    if (!reply.has_collect_chunk())
+        return fail(c, EPROTO, "unexpected reply to collect");
+    const auto &chunk = reply.collect_chunk();
+    if (info) {
+        info->epoch = chunk.epoch();
+        info->page_size = chunk.page_size();
+        info->reserved = 0;
+        info->total_ranges = chunk.total_ranges();
+        info->total_pages = chunk.total_pages();
+    }
+    c->pending.clear();
+    c->collect_id = reply.request_id();
+    c->collecting = true;
+    takeChunk(c, chunk);
+    return 0;
+}
+
+long ooh_collect_next(ooh_client *c, struct ooh_range *buf, size_t cap)
+{
+    if (!c || !c->collecting)
+        return 0;
+    if (!buf && cap)
+        return fail(c, EINVAL, "no buffer");
+    while (c->pending.empty() && !c->collect_done) {
+        auto msg = ooh::wire::receiveMessage(c->fd);
+        if (!msg) {
+            c->collecting = false;
+            return fail(c, msg.error());
+        }
+        if (msg->has_error()) {
+            c->collecting = false;
+            return fail(c, msg->error().errno_code(), msg->error().message());
+        }
+        if (!msg->has_collect_chunk() || msg->request_id() != c->collect_id) {
+            c->collecting = false;
+            return fail(c, EPROTO, "unexpected message in the middle of a collect");
+        }
+        takeChunk(c, msg->collect_chunk());
+    }
+    size_t n = 0;
+    while (n < cap && !c->pending.empty()) {
+        buf[n++] = c->pending.front();
+        c->pending.pop_front();
+    }
+    if (c->pending.empty() && c->collect_done)
+        c->collecting = n > 0;  // one more call returns 0
+    if (n == 0)
+        c->collecting = false;
+    return static_cast<long>(n);
+}
+
+int ooh_get_stats(ooh_client *c, pid_t pid, struct ooh_stats *out)
+{
+    Envelope req, reply;
+    req.mutable_stats()->set_pid(pid);
+    if (int r = roundTrip(c, req, &reply); r < 0)
+        return r;
+    if (!reply.has_stats_reply())
+        return fail(c, EPROTO, "unexpected reply to stats");
+    const auto &s = reply.stats_reply();
+    if (out) {
+        std::memset(out, 0, sizeof(*out));
+        copyString(out->backend, sizeof(out->backend), s.backend());
+        out->epoch = s.epoch();
+        out->collects = s.collects();
+        out->pages_reported = s.pages_reported();
+        out->pages_wholesale = s.pages_wholesale();
+        out->last_collect_ns = s.last_collect_ns();
+        out->last_collect_pages = s.last_collect_pages();
+        out->tracked_since_ns = s.tracked_since_ns();
+        out->tracked_bytes = s.registered_bytes();
+        out->alive = s.alive();
+    }
+    return 0;
+}
+
+long ooh_backends(ooh_client *c, struct ooh_backend_info *buf, size_t cap)
+{
+    Envelope req, reply;
+    req.mutable_backends();
+    if (int r = roundTrip(c, req, &reply); r < 0)
+        return r;
+    if (!reply.has_backends_reply())
+        return fail(c, EPROTO, "unexpected reply to backends");
+    const auto &list = reply.backends_reply().backends();
+    for (int i = 0; i < list.size() && static_cast<size_t>(i) < cap; ++i) {
+        copyString(buf[i].name, sizeof(buf[i].name), list[i].name());
+        copyString(buf[i].reason, sizeof(buf[i].reason), list[i].reason());
+        buf[i].available = list[i].available();
+        buf[i].is_default = list[i].is_default();
+    }
+    return list.size();
+}
+
+} // extern "C"

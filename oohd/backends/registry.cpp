@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: Apache-2.0
+// The list of backends, in order of preference for automatic choice.
+#include "backend.h"
+#include "uffd_wp.h"
+
+namespace ooh {
+
+std::vector<std::unique_ptr<Backend>> makeBackends()
+{
+    std::vector<std::unique_ptr<Backend>> backends;
+    backends.push_back(std::make_unique<UffdWpBackend>());
+    return backends;
+}
+
+} // namespace ooh

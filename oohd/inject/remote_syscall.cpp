@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: Apache-2.0
+// Implementation of oohd/inject/remote_syscall.h.
+#include "remote_syscall.h"
+
+#include "log.h"
+#include "proc_maps.h"
+
+#include <algorithm>
+#include <cstring>
+#include <dirent.h>
+#include <elf.h>
+#include <fstream>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <vector>
+
+namespace ooh {
+
+namespace {
+
+constexpr const char *kLog = "inject";
+// Stops we tolerate (signal deliveries, group stops) before giving up.
+constexpr int kMaxForeignStops = 64;
+
+int tracerOf(pid_t tid)
+{
+    std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("TracerPid:", 0) == 0)
+            return std::atoi(line.c_str() + 10);
+    return 0;
+}
+
+std::vector<pid_t> threadsOf(pid_t pid)
+{
+    // The leader first: it is the thread whose stop is least surprising.
+    std::vector<pid_t> tids{pid};
+    DIR *dir = ::opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
+    if (!dir)
+        return tids;
+    while (struct dirent *de = ::readdir(dir)) {
+        pid_t tid = std::atoi(de->d_name);
+        if (tid > 0 && tid != pid)
+            tids.push_back(tid);
+    }
+    ::closedir(dir);
+    return tids;
+}
+
+Result<void> getRegs(pid_t tid, arch::Regs *regs)
+{
+    struct iovec iov = {regs, sizeof(*regs)};
+    if (::ptrace(PTRACE_GETREGSET, tid, NT_PRSTATUS, &iov) < 0)
+        return Error::fromErrno(errno, "PTRACE_GETREGSET on thread " + std::to_string(tid));
+    return {};
+}
+
+Result<void> setRegs(pid_t tid, const arch::Regs &regs)
+{
+    struct iovec iov = {const_cast<arch::Regs *>(&regs), sizeof(regs)};
+    if (::ptrace(PTRACE_SETREGSET, tid, NT_PRSTATUS, &iov) < 0)
+        return Error::fromErrno(errno, "PTRACE_SETREGSET on thread " + std::to_string(tid));
+    return {};
+}
+
+bool isEventStop(int status) { return (status >> 16) == PTRACE_EVENT_STOP; }
+bool isSyscallStop(int status) { return WSTOPSIG(status) == (SIGTRAP | 0x80); }
+
+} // namespace
+
+uint64_t findSyscallInstruction(pid_t pid)
+{
+    auto maps = readMaps("/proc/" + std::to_string(pid) + "/maps");
+    if (!maps)
+        return 0;
+    std::stable_sort(maps->begin(), maps->end(), [](const MapEntry &a, const MapEntry &b) {
+        return (a.path == "[vdso]") > (b.path == "[vdso]");
+    });
+    std::vector<uint8_t> buf;
+    for (const auto &m : *maps) {
+        if (!m.exec || !m.read || m.path == "[vsyscall]")
+            continue;
+        size_t len = std::min<uint64_t>(m.end - m.start, 1 << 20);
+        buf.resize(len);
+        struct iovec local = {buf.data(), len};
+        struct iovec remote = {reinterpret_cast<void *>(m.start), len};
+        ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        if (n <= 0)
+            continue;
+        auto end = buf.begin() + n;
+        auto it = std::search(buf.begin(), end, arch::kSyscallInsn,
+                              arch::kSyscallInsn + arch::kSyscallInsnLen);
+        if (it != end)
+            return m.start + static_cast<uint64_t>(it - buf.begin());
+    }
+    return 0;
+}
+
+Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
+{
+    uint64_t insn = findSyscallInstruction(target.pid());
+    if (!insn)
+        return makeError(ENOEXEC, "no syscall instruction found in the executable mappings of pid " +
+                                      std::to_string(target.pid()));
+
+    Error last = makeError(ESRCH, "process " + std::to_string(target.pid()) + " has no threads");
+    for (pid_t tid : threadsOf(target.pid())) {
+        if (::ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD) < 0) {
+            int err = errno;
+            if (err == EPERM) {
+                int tracer = tracerOf(tid);
+                if (tracer > 0)
+                    return makeError(EBUSY, "pid " + std::to_string(target.pid()) +
+                                                " is already traced by pid " +
+                                                std::to_string(tracer) +
+                                                " (a debugger or another checkpointer); detach "
+                                                "it first");
+            }
+            last = Error::fromErrno(err, "PTRACE_SEIZE of thread " + std::to_string(tid));
+            if (err == ESRCH)
+                continue;  // that thread is exiting: try another
+            return last;
+        }
+        RemoteSyscalls rs;
+        rs.tid_ = tid;
+        rs.attached_ = true;
+        rs.insn_addr_ = insn;
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) {
+            last = Error::fromErrno(errno, "PTRACE_INTERRUPT of thread " + std::to_string(tid));
+            continue;  // the destructor detaches
+        }
+        // Let signal deliveries that race with the interrupt through, with
+        // their signal, until the interrupt's own stop arrives.
+        bool stopped = false;
+        for (int i = 0; i < kMaxForeignStops; ++i) {
+            auto st = rs.waitStop("the interrupt stop");
+            if (!st) {
+                last = st.takeError();
+                break;
+            }
+            if (isEventStop(*st)) {
+                stopped = true;
+                break;
+            }
+            ::ptrace(PTRACE_CONT, tid, nullptr, WSTOPSIG(*st));
+        }
+        if (!stopped)
+            continue;
+        OOH_TRY(getRegs(tid, &rs.saved_regs_));
+        if (::ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &rs.saved_sigmask_) < 0)
+            return Error::fromErrno(errno, "PTRACE_GETSIGMASK");
+        uint64_t all = ~0ULL;
+        if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &all) < 0)
+            return Error::fromErrno(errno, "PTRACE_SETSIGMASK");
+        return rs;
+    }
+    return last;
+}
+
+RemoteSyscalls::RemoteSyscalls(RemoteSyscalls &&o) noexcept
+    : tid_(o.tid_), insn_addr_(o.insn_addr_), saved_regs_(o.saved_regs_),
+      saved_sigmask_(o.saved_sigmask_), attached_(std::exchange(o.attached_, false)),
+      injected_(o.injected_)
+{
+}
+
+RemoteSyscalls::~RemoteSyscalls()
+{
+    if (!attached_)
+        return;
+    auto r = release();
+    if (!r)
+        OOH_LOG(kLog, Error) << "releasing thread " << tid_ << ": " << r.error().message;
+}
+
+Result<int> RemoteSyscalls::waitStop(const char *what)
+{
+    int status = 0;
+    for (;;) {
+        pid_t r = ::waitpid(tid_, &status, __WALL);
+        if (r == tid_)
+            break;
+        if (r < 0 && errno == EINTR)
+            continue;
+        return Error::fromErrno(r < 0 ? errno : ECHILD,
+                                std::string("waiting for ") + what + " of thread " +
+                                    std::to_string(tid_));
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        attached_ = false;
+        return makeError(ESRCH, "thread " + std::to_string(tid_) + " exited while waiting for " +
+                                    what);
+    }
+    return status;
+}
+
+Result<void> RemoteSyscalls::resumeUntilSyscallStop(const char *what)
+{
+    for (int i = 0; i < kMaxForeignStops; ++i) {
+        if (::ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) < 0)
+            return Error::fromErrno(errno, "PTRACE_SYSCALL");
+        auto st = waitStop(what);
+        if (!st)
+            return st.takeError();
+        if (isSyscallStop(*st))
+            return {};
+        // All maskable signals are blocked; a group stop (SIGSTOP from
+        // elsewhere) is reinstated by the kernel when we detach.
+    }
+    return makeError(EAGAIN, std::string("thread kept stopping before ") + what);
+}
+
+Result<long> RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+                                  uint64_t a4, uint64_t a5)
+{
+    if (!attached_)
+        return makeError(ESRCH, "thread is not attached");
+    const uint64_t args[6] = {a0, a1, a2, a3, a4, a5};
+    arch::Regs regs = saved_regs_;
+    arch::setupSyscall(regs, insn_addr_, nr, args);
+    OOH_TRY(setRegs(tid_, regs));
+    injected_ = true;
+
+    OOH_TRY(resumeUntilSyscallStop("syscall entry"));
+    OOH_TRY(getRegs(tid_, &regs));
+    if (arch::syscallNumber(regs) != nr)
+        return makeError(EPROTO, "injected syscall " + std::to_string(nr) + " entered as " +
+                                     std::to_string(arch::syscallNumber(regs)));
+    OOH_TRY(resumeUntilSyscallStop("syscall exit"));
+    OOH_TRY(getRegs(tid_, &regs));
+    return arch::syscallResult(regs);
+}
+
+Result<void> RemoteSyscalls::release()
+{
+    if (!attached_)
+        return {};
+    if (injected_) {
+        // Back to the state of the interrupt stop: registers, then leave the
+        // syscall-exit stop through a fresh interrupt stop, so that the
+        // kernel's signal path runs and restarts a sleeping syscall exactly
+        // as it would have without us.
+        OOH_TRY(setRegs(tid_, saved_regs_));
+        if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0)
+            return Error::fromErrno(errno, "PTRACE_INTERRUPT");
+        bool stopped = false;
+        for (int i = 0; i < kMaxForeignStops && !stopped; ++i) {
+            if (::ptrace(PTRACE_CONT, tid_, nullptr, nullptr) < 0)
+                return Error::fromErrno(errno, "PTRACE_CONT");
+            auto st = waitStop("the final interrupt stop");
+            if (!st)
+                return st.takeError();
+            stopped = isEventStop(*st);
+        }
+        if (!stopped)
+            return makeError(EAGAIN, "thread did not reach its final interrupt stop");
+        // The regs must still be ours: nothing ran in user space since.
+        OOH_TRY(setRegs(tid_, saved_regs_));
+        injected_ = false;
+    }
+    if (::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(uint64_t), &saved_sigmask_) < 0)
+        return Error::fromErrno(errno, "restoring the signal mask (PTRACE_SETSIGMASK)");
+    attached_ = false;
+    if (::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr) < 0)
+        return Error::fromErrno(errno, "PTRACE_DETACH");
+    return {};
+}
+
+} // namespace ooh

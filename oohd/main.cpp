@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: Apache-2.0
+// oohd: the dirty-page tracking daemon. Parses flags, probes the backends,
+// and serves clients until SIGTERM.
+#include "backend.h"
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <getopt.h>
+#include <string>
+#include <unistd.h>
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace {
+
+constexpr const char *kLog = "oohd";
+
+void usage(FILE *out)
+{
+    std::fprintf(out,
+                 "Usage: oohd [--socket PATH] [--foreground] [--log-level LEVEL]\n"
+                 "\n"
+                 "Tracks which pages of given processes were written since the last collect\n"
+                 "and serves the dirty page sets to clients (oohctl, libooh, the CRIU plugin)\n"
+                 "over a Unix socket.\n"
+                 "\n"
+                 "  -s, --socket PATH      listen on PATH (default %s, or $OOH_SOCKET);\n"
+                 "                         ignored under systemd socket activation\n"
+                 "  -f, --foreground       stay in the foreground (default: detach once ready)\n"
+                 "  -l, --log-level LEVEL  error, warning, notice (default), info or debug\n"
+                 "      --probe            print what each backend found and exit\n"
+                 "  -h, --help             show this help\n"
+                 "  -V, --version          show the version\n"
+                 "\n"
+                 "Logs go to stderr, with syslog priority prefixes under journald.\n"
+                 "Tracking other users' processes needs root (or CAP_SYS_PTRACE).\n",
+                 OOH_DEFAULT_SOCKET);
+}
+
+// Forks; the parent waits until the child reports readiness through a pipe
+// and exits with its status, so `oohd && oohctl ...` never races.
+int detach(int *ready_fd)
+{
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t child = ::fork();
+    if (child < 0)
+        return -errno;
+    if (child > 0) {
+        ::close(pipefd[1]);
+        char status = 1;
+        ssize_t n = ::read(pipefd[0], &status, 1);
+        ::_exit(n == 1 && status == 0 ? 0 : 1);
+    }
+    ::close(pipefd[0]);
+    ::setsid();
+    if (::chdir("/") < 0) {
+        // Not fatal: we only hold paths we were given.
+    }
+    int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull >= 0) {
+        ::dup2(devnull, STDIN_FILENO);
+        ::close(devnull);
+    }
+    *ready_fd = pipefd[1];
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    std::string socket_path = std::getenv("OOH_SOCKET") ? std::getenv("OOH_SOCKET")
+                                                        : OOH_DEFAULT_SOCKET;
+    bool foreground = false, probe_only = false;
+    static const struct option opts[] = {
+        {"socket", required_argument, nullptr, 's'},
+        {"foreground", no_argument, nullptr, 'f'},
+        {"log-level", required_argument, nullptr, 'l'},
+        {"probe", no_argument, nullptr, 'p'},
+        {"help", no_argument, nullptr, 'h'},
+        {"version", no_argument, nullptr, 'V'},
+        {},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "s:fl:hV", opts, nullptr)) != -1) {
+        switch (opt) {
+        case 's':
+            socket_path = optarg;
+            break;
+        case 'f':
+            foreground = true;
+            break;
+        case 'l': {
+            ooh::log::Level level;
+            if (!ooh::log::parseLevel(optarg, &level)) {
+                std::fprintf(stderr, "oohd: unknown log level '%s' (use error, warning, notice, "
+                                     "info or debug)\n",
+                             optarg);
+                return 2;
+            }
+            ooh::log::setLevel(level);
+            break;
+        }
+        case 'p':
+            probe_only = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            std::printf("oohd %s\n", OOH_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        std::fprintf(stderr, "oohd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    ooh::Server server(ooh::makeBackends());
+    server.probeBackends();
+    if (probe_only)
+        return 0;
+
+    int listen_fds = 0;
+#ifdef HAVE_LIBSYSTEMD
+    listen_fds = sd_listen_fds(1);
+    if (listen_fds > 1) {
+        OOH_LOG(kLog, Error) << "expected one socket from systemd, got " << listen_fds;
+        return 1;
+    }
+#endif
+    if (listen_fds == 1) {
+        foreground = true;  // systemd supervises us
+#ifdef HAVE_LIBSYSTEMD
+        auto r = server.adoptListener(SD_LISTEN_FDS_START);
+        if (!r) {
+            OOH_LOG(kLog, Error) << r.error().message;
+            return 1;
+        }
+        OOH_LOG(kLog, Notice) << "using the socket passed by systemd";
+#endif
+    } else {
+        auto r = server.listenOn(socket_path);
+        if (!r) {
+            OOH_LOG(kLog, Error) << r.error().message;
+            return 1;
+        }
+    }
+
+    int ready_fd = -1;
+    if (!foreground) {
+        int err = detach(&ready_fd);
+        if (err < 0) {
+            OOH_LOG(kLog, Error) << "cannot detach: " << std::strerror(-err);
+            return 1;
+        }
+    }
+#ifdef HAVE_LIBSYSTEMD
+    sd_notify(0, "READY=1");
+#endif
+    if (ready_fd >= 0) {
+        char ok = 0;
+        ssize_t n = ::write(ready_fd, &ok, 1);
+        (void)n;
+        ::close(ready_fd);
+    }
+    auto r = server.run();
+    if (!r) {
+        OOH_LOG(kLog, Error) << r.error().message;
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,653 @@
+// SPDX-License-Identifier: Apache-2.0
+// Implementation of oohd/server.h.
+#include "server.h"
+
+#include "config.h"
+#include "log.h"
+#include "wire.h"
+
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace ooh {
+
+namespace {
+
+constexpr const char *kLog = "server";
+constexpr size_t kMaxConnections = 1024;
+constexpr size_t kMaxSessions = 4096;
+// Replies queued for one slow client before it is dropped (bytes).
+constexpr size_t kMaxQueuedBytes = 256u << 20;
+
+uint64_t monotonicNs()
+{
+    struct timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+Result<PeerCredentials> peerOf(int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return Error::fromErrno(errno, "SO_PEERCRED");
+    return PeerCredentials{cred.pid, cred.uid, cred.gid};
+}
+
+} // namespace
+
+Server::Server(std::vector<std::unique_ptr<Backend>> backends)
+{
+    for (auto &b : backends)
+        backends_.push_back({std::move(b), {}});
+    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+}
+
+Server::~Server()
+{
+    if (!socket_path_.empty())
+        ::unlink(socket_path_.c_str());
+}
+
+void Server::probeBackends()
+{
+    bool have_default = false;
+    for (auto &e : backends_) {
+        e.probe = e.backend->probe();
+        OOH_LOG(kLog, Notice) << "backend " << e.backend->name() << ": "
+                              << (e.probe.available ? "available" : "unavailable") << " ("
+                              << e.probe.reason << ")"
+                              << (e.probe.available && !have_default ? " [default]" : "");
+        have_default |= e.probe.available;
+    }
+    if (!have_default)
+        OOH_LOG(kLog, Warning) << "no backend is available: every track request will fail";
+}
+
+Result<void> Server::watch(int fd, uint32_t events, std::function<void(uint32_t)> handler)
+{
+    struct epoll_event ev = {};
+    ev.events = events;
+    ev.data.fd = fd;
+    int op = handlers_.count(fd) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (::epoll_ctl(epoll_.get(), op, fd, &ev) < 0)
+        return Error::fromErrno(errno, "epoll_ctl");
+    if (handler)
+        handlers_[fd] = std::move(handler);
+    return {};
+}
+
+void Server::unwatch(int fd)
+{
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    handlers_.erase(fd);
+}
+
+Result<void> Server::listenOn(const std::string &path)
+{
+    struct sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(addr.sun_path))
+        return makeError(ENAMETOOLONG, "socket path too long: " + path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+
+    auto slash = path.rfind('/');
+    if (slash != std::string::npos && slash > 0) {
+        std::string dir = path.substr(0, slash);
+        if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
+            return Error::fromErrno(errno, "create socket directory " + dir);
+    }
+    UniqueFD fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd.isValid())
+        return Error::fromErrno(errno, "socket");
+    // A stale socket file from a previous run is replaced; a live daemon is not.
+    UniqueFD probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (::connect(probe.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0)
+        return makeError(EADDRINUSE, "another oohd is already listening on " + path);
+    ::unlink(path.c_str());
+    if (::bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0)
+        return Error::fromErrno(errno, "bind " + path);
+    // Anyone may connect; every request is checked against the peer's
+    // credentials (checkPeerMayTrace).
+    ::chmod(path.c_str(), 0666);
+    socket_path_ = path;
+    if (::listen(fd.get(), 64) < 0)
+        return Error::fromErrno(errno, "listen " + path);
+    OOH_LOG(kLog, Notice) << "listening on " << path;
+    return adoptListener(fd.release());
+}
+
+Result<void> Server::adoptListener(int fd)
+{
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    listen_fd_.reset(fd);
+    return watch(fd, EPOLLIN, [this](uint32_t) { acceptClients(); });
+}
+
+void Server::acceptClients()
+{
+    for (;;) {
+        UniqueFD fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!fd.isValid()) {
+            if (errno != EAGAIN && errno != EINTR)
+                OOH_LOG(kLog, Warning) << "accept: " << std::strerror(errno);
+            return;
+        }
+        if (connections_.size() >= kMaxConnections) {
+            OOH_LOG(kLog, Warning) << "too many clients (" << kMaxConnections
+                                   << "); refusing one";
+            continue;
+        }
+        auto peer = peerOf(fd.get());
+        if (!peer) {
+            OOH_LOG(kLog, Warning) << peer.error().message;
+            continue;
+        }
+        auto added = addConnection(std::move(fd), *peer);
+        if (!added)
+            OOH_LOG(kLog, Warning) << added.error().message;
+    }
+}
+
+Result<void> Server::addConnection(UniqueFD fd, const PeerCredentials &peer)
+{
+    int raw = fd.get();
+    ::fcntl(raw, F_SETFL, ::fcntl(raw, F_GETFL) | O_NONBLOCK);
+    Connection c;
+    c.fd = std::move(fd);
+    c.peer = peer;
+    connections_.emplace(raw, std::move(c));
+    OOH_LOG(kLog, Debug) << "client connected: pid " << peer.pid << " uid " << peer.uid;
+    return watch(raw, EPOLLIN, [this, raw](uint32_t ev) { onConnectionReady(raw, ev); });
+}
+
+void Server::closeConnection(int fd)
+{
+    unwatch(fd);
+    connections_.erase(fd);
+}
+
+void Server::onConnectionReady(int fd, uint32_t events)
+{
+    auto it = connections_.find(fd);
+    if (it == connections_.end())
+        return;
+    Connection &c = it->second;
+    if (events & EPOLLOUT)
+        flush(c);
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c.closing) {
+        std::vector<char> buf(wire::kMaxMessageBytes + 1);
+        // A bounded number of requests per wake-up keeps one client from
+        // starving the others.
+        for (int i = 0; i < 64 && !c.closing; ++i) {
+            ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_TRUNC | MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                    break;
+                closeConnection(fd);
+                return;
+            }
+            if (n == 0) {
+                closeConnection(fd);
+                return;
+            }
+            auto msg = wire::decode(buf.data(), static_cast<size_t>(n));
+            if (!msg) {
+                OOH_LOG(kLog, Info) << "client pid " << c.peer.pid << ": " << msg.error().message
+                                    << "; closing its connection";
+                sendError(c, 0, msg.error(), true);
+                break;
+            }
+            handle(c, *msg);
+        }
+    }
+    if (connections_.count(fd) && c.closing && c.out.empty())
+        closeConnection(fd);
+}
+
+void Server::flush(Connection &c)
+{
+    while (!c.out.empty()) {
+        const std::string &m = c.out.front();
+        ssize_t n = ::send(c.fd.get(), m.data(), m.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            c.out.clear();
+            c.closing = true;
+            break;
+        }
+        c.out.pop_front();
+    }
+    int fd = c.fd.get();
+    auto r = watch(fd, c.out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT, nullptr);
+    (void)r;
+}
+
+void Server::send(Connection &c, const wire::Envelope &msg)
+{
+    auto bytes = wire::encode(msg);
+    if (!bytes) {
+        OOH_LOG(kLog, Error) << "cannot encode reply: " << bytes.error().message;
+        return;
+    }
+    size_t queued = 0;
+    for (const auto &m : c.out)
+        queued += m.size();
+    if (queued > kMaxQueuedBytes) {
+        OOH_LOG(kLog, Warning) << "client pid " << c.peer.pid << " does not read its replies; "
+                               << "dropping it";
+        c.out.clear();
+        c.closing = true;
+        return;
+    }
+    bool was_empty = c.out.empty();
+    c.out.push_back(std::move(*bytes));
+    if (was_empty)
+        flush(c);
+}
+
+void Server::sendError(Connection &c, uint64_t id, const Error &err, bool fatal)
+{
+    send(c, wire::errorReply(id, err.code ? err.code : EIO, err.message));
+    if (fatal)
+        c.closing = true;
+}
+
+void Server::handle(Connection &c, const wire::Envelope &msg)
+{
+    const uint64_t id = msg.request_id();
+    if (!c.greeted) {
+        if (msg.body_case() != wire::Envelope::kHello) {
+            sendError(c, id, makeError(EPROTO, "protocol error: the first message must be Hello"),
+                      true);
+            return;
+        }
+        if (msg.hello().protocol_version() != wire::kProtocolVersion) {
+            sendError(c, id,
+                      makeError(EPROTONOSUPPORT,
+                                "protocol version " +
+                                    std::to_string(msg.hello().protocol_version()) +
+                                    " is not supported (oohd speaks version " +
+                                    std::to_string(wire::kProtocolVersion) + ")"),
+                      true);
+            return;
+        }
+        c.greeted = true;
+        wire::Envelope reply;
+        reply.set_request_id(id);
+        auto *h = reply.mutable_hello_reply();
+        h->set_protocol_version(wire::kProtocolVersion);
+        h->set_daemon_version(OOH_VERSION);
+        h->set_max_message_bytes(wire::kMaxMessageBytes);
+        send(c, reply);
+        return;
+    }
+    switch (msg.body_case()) {
+    case wire::Envelope::kTrack:
+        return handleTrack(c, id, msg.track());
+    case wire::Envelope::kUntrack:
+        return handleUntrack(c, id, msg.untrack());
+    case wire::Envelope::kCollect:
+        return handleCollect(c, id, msg.collect());
+    case wire::Envelope::kStats:
+        return handleStats(c, id, msg.stats());
+    case wire::Envelope::kBackends:
+        return handleBackends(c, id);
+    default:
+        sendError(c, id,
+                  makeError(EPROTO, "protocol error: unexpected message type " +
+                                        std::to_string(msg.body_case())),
+                  true);
+    }
+}
+
+Server::BackendEntry *Server::chooseBackend(const std::string &name, Error *why)
+{
+    for (auto &e : backends_) {
+        if (!name.empty() && e.backend->name() != name)
+            continue;
+        if (e.probe.available)
+            return &e;
+        if (!name.empty()) {
+            *why = makeError(ENOTSUP, "backend " + name + " is not available: " + e.probe.reason);
+            return nullptr;
+        }
+    }
+    if (!name.empty()) {
+        std::string known;
+        for (auto &e : backends_)
+            known += (known.empty() ? "" : ", ") + std::string(e.backend->name());
+        *why = makeError(EINVAL, "unknown backend '" + name + "' (known: " + known + ")");
+    } else {
+        *why = makeError(ENOTSUP, "no tracking backend is available on this machine (see "
+                                  "`oohctl backends`)");
+    }
+    return nullptr;
+}
+
+void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req)
+{
+    pid_t pid = req.pid();
+    if (auto ok = checkPeerMayTrace(c.peer, pid); !ok)
+        return sendError(c, id, ok.error(), false);
+
+    auto existing = sessions_.find(pid);
+    if (existing != sessions_.end()) {
+        Session &s = existing->second;
+        bool same = s.state == Session::State::Active && s.process.isAlive() &&
+                    readStartTime(pid) == s.process.startTime();
+        if (same) {
+            if (!req.backend().empty() && req.backend() != s.backend)
+                return sendError(c, id,
+                                 makeError(EEXIST, "pid " + std::to_string(pid) +
+                                                       " is already tracked with backend " +
+                                                       s.backend + "; untrack it first"),
+                                 false);
+            wire::Envelope reply;
+            reply.set_request_id(id);
+            auto *t = reply.mutable_track_reply();
+            t->set_pid(pid);
+            t->set_backend(s.backend);
+            t->set_start_time(s.process.startTime());
+            t->set_epoch(s.epoch);
+            t->set_already_tracked(true);
+            return send(c, reply);
+        }
+        endSession(pid);  // exited, lost or a reused pid: start afresh
+    }
+    if (sessions_.size() >= kMaxSessions)
+        return sendError(c, id, makeError(ENOSPC, "too many tracked processes"), false);
+
+    Error why;
+    BackendEntry *entry = chooseBackend(req.backend(), &why);
+    if (!entry)
+        return sendError(c, id, why, false);
+    auto process = Process::open(pid);
+    if (!process)
+        return sendError(c, id, process.error(), false);
+    auto tracker = entry->backend->track(*process);
+    if (!tracker) {
+        OOH_LOG(kLog, Notice) << "track pid " << pid << " failed: " << tracker.error().message;
+        return sendError(c, id, tracker.error(), false);
+    }
+
+    Session s;
+    s.process = std::move(*process);
+    s.backend = std::string(entry->backend->name());
+    s.tracker = std::move(*tracker);
+    s.owner_uid = c.peer.uid;
+    s.stats.tracked_since_ns = monotonicNs();
+    auto [it, inserted] = sessions_.emplace(pid, std::move(s));
+    Session &session = it->second;
+    auto w = watch(session.process.pidfd(), EPOLLIN, [this, pid](uint32_t) { markExited(pid); });
+    if (w && session.tracker->eventFd() >= 0) {
+        int efd = session.tracker->eventFd();
+        w = watch(efd, EPOLLIN, [this, pid](uint32_t) {
+            auto s = sessions_.find(pid);
+            if (s == sessions_.end() || !s->second.tracker)
+                return;
+            auto r = s->second.tracker->handleEvents();
+            if (!r)
+                markLost(s->second, r.error().message);
+        });
+    }
+    if (!w) {
+        endSession(pid);
+        return sendError(c, id, w.error(), false);
+    }
+    OOH_LOG(kLog, Notice) << "tracking pid " << pid << " with " << session.backend << " for uid "
+                          << c.peer.uid;
+    wire::Envelope reply;
+    reply.set_request_id(id);
+    auto *t = reply.mutable_track_reply();
+    t->set_pid(pid);
+    t->set_backend(session.backend);
+    t->set_start_time(session.process.startTime());
+    t->set_epoch(session.epoch);
+    send(c, reply);
+}
+
+Result<Session *> Server::sessionFor(const Connection &c, int32_t pid)
+{
+    auto it = sessions_.find(pid);
+    if (it == sessions_.end())
+        return makeError(ENOENT, "pid " + std::to_string(pid) +
+                                     " is not tracked (never tracked, untracked, or oohd "
+                                     "restarted and tracking was lost); track it again");
+    Session &s = it->second;
+    // Someone else's session: allowed only to who could have tracked it.
+    if (c.peer.uid != 0 && c.peer.uid != s.owner_uid)
+        return makeError(EPERM, "pid " + std::to_string(pid) + " is tracked by uid " +
+                                    std::to_string(s.owner_uid) + "; uid " +
+                                    std::to_string(c.peer.uid) + " may not use that session");
+    if (s.state == Session::State::Active) {
+        if (auto ok = checkPeerMayTrace(c.peer, pid); !ok && ok.error().code == EPERM)
+            return ok.takeError();
+    }
+    return &s;
+}
+
+void Server::endSession(pid_t pid)
+{
+    auto it = sessions_.find(pid);
+    if (it == sessions_.end())
+        return;
+    if (it->second.tracker && it->second.tracker->eventFd() >= 0)
+        unwatch(it->second.tracker->eventFd());
+    unwatch(it->second.process.pidfd());
+    sessions_.erase(it);
+}
+
+void Server::markExited(pid_t pid)
+{
+    auto it = sessions_.find(pid);
+    if (it == sessions_.end())
+        return;
+    Session &s = it->second;
+    OOH_LOG(kLog, Info) << "tracked pid " << pid << " exited";
+    if (s.tracker && s.tracker->eventFd() >= 0)
+        unwatch(s.tracker->eventFd());
+    unwatch(s.process.pidfd());
+    s.tracker.reset();  // releases the userfaultfd and /proc handles now
+    s.state = Session::State::Exited;
+}
+
+void Server::markLost(Session &s, const std::string &reason)
+{
+    OOH_LOG(kLog, Warning) << "pid " << s.process.pid() << ": tracking lost: " << reason;
+    if (s.tracker && s.tracker->eventFd() >= 0)
+        unwatch(s.tracker->eventFd());
+    s.tracker.reset();
+    s.state = Session::State::Lost;
+    s.lost_reason = reason;
+}
+
+void Server::handleUntrack(Connection &c, uint64_t id, const wire::UntrackRequest &req)
+{
+    auto s = sessionFor(c, req.pid());
+    if (!s)
+        return sendError(c, id, s.error(), false);
+    endSession(req.pid());
+    OOH_LOG(kLog, Notice) << "untracked pid " << req.pid();
+    wire::Envelope reply;
+    reply.set_request_id(id);
+    reply.mutable_untrack_reply()->set_pid(req.pid());
+    send(c, reply);
+}
+
+void Server::handleCollect(Connection &c, uint64_t id, const wire::CollectRequest &req)
+{
+    pid_t pid = req.pid();
+    auto found = sessionFor(c, pid);
+    if (!found)
+        return sendError(c, id, found.error(), false);
+    Session &s = **found;
+    if (req.start_time() != 0 && req.start_time() != s.process.startTime())
+        return sendError(c, id,
+                         makeError(ESRCH, "pid " + std::to_string(pid) +
+                                              " is now another process (start time differs)"),
+                         false);
+    if (s.state == Session::State::Active && !s.process.isAlive())
+        markExited(pid);
+    if (s.state == Session::State::Exited) {
+        endSession(pid);
+        return sendError(c, id, makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"),
+                         false);
+    }
+    if (s.state == Session::State::Lost)
+        return sendError(c, id,
+                         makeError(EIO, "tracking of pid " + std::to_string(pid) +
+                                            " was lost (" + s.lost_reason +
+                                            "); untrack and track it again"),
+                         false);
+
+    uint64_t t0 = monotonicNs();
+    std::vector<PageRange> raw;
+    auto r = s.tracker->collect(raw);
+    if (!r) {
+        if (!s.process.isAlive()) {
+            endSession(pid);
+            return sendError(c, id,
+                             makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"),
+                             false);
+        }
+        markLost(s, r.error().message);
+        return sendError(c, id,
+                         makeError(EIO, "tracking of pid " + std::to_string(pid) +
+                                            " was lost: " + r.error().message),
+                         false);
+    }
+    std::vector<PageRange> ranges = normalizeRanges(std::move(raw));
+    const uint64_t page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    uint64_t pages = countPages(ranges, page_size);
+    uint64_t wholesale = 0;
+    for (const auto &x : ranges)
+        if (x.wholesale)
+            wholesale += x.bytes() / page_size;
+    uint64_t epoch = s.epoch++;
+    s.stats.collects++;
+    s.stats.pages_reported += pages;
+    s.stats.pages_wholesale += wholesale;
+    s.stats.last_collect_pages = pages;
+    s.stats.last_collect_ns = monotonicNs() - t0;
+    OOH_LOG(kLog, Debug) << "collect pid " << pid << " epoch " << epoch << ": " << pages
+                         << " pages in " << ranges.size() << " ranges, "
+                         << s.stats.last_collect_ns / 1000 << " us";
+
+    size_t i = 0;
+    do {
+        wire::Envelope reply;
+        reply.set_request_id(id);
+        auto *chunk = reply.mutable_collect_chunk();
+        chunk->set_pid(pid);
+        chunk->set_epoch(epoch);
+        chunk->set_page_size(static_cast<uint32_t>(page_size));
+        chunk->set_total_ranges(ranges.size());
+        chunk->set_total_pages(pages);
+        size_t end = std::min(ranges.size(), i + wire::kMaxRangesPerChunk);
+        for (; i < end; ++i) {
+            auto *out = chunk->add_ranges();
+            out->set_start(ranges[i].start);
+            out->set_end(ranges[i].end);
+            if (ranges[i].wholesale)
+                out->set_wholesale(true);
+        }
+        chunk->set_last(i == ranges.size());
+        send(c, reply);
+    } while (i < ranges.size());
+}
+
+void Server::handleStats(Connection &c, uint64_t id, const wire::StatsRequest &req)
+{
+    auto found = sessionFor(c, req.pid());
+    if (!found)
+        return sendError(c, id, found.error(), false);
+    Session &s = **found;
+    wire::Envelope reply;
+    reply.set_request_id(id);
+    auto *st = reply.mutable_stats_reply();
+    st->set_pid(req.pid());
+    st->set_backend(s.backend);
+    st->set_epoch(s.epoch);
+    st->set_collects(s.stats.collects);
+    st->set_pages_reported(s.stats.pages_reported);
+    st->set_pages_wholesale(s.stats.pages_wholesale);
+    st->set_last_collect_ns(s.stats.last_collect_ns);
+    st->set_last_collect_pages(s.stats.last_collect_pages);
+    st->set_tracked_since_ns(s.stats.tracked_since_ns);
+    st->set_registered_bytes(s.tracker ? s.tracker->trackedBytes() : 0);
+    st->set_alive(s.state == Session::State::Active && s.process.isAlive());
+    send(c, reply);
+}
+
+void Server::handleBackends(Connection &c, uint64_t id)
+{
+    wire::Envelope reply;
+    reply.set_request_id(id);
+    auto *list = reply.mutable_backends_reply();
+    bool have_default = false;
+    for (const auto &e : backends_) {
+        auto *b = list->add_backends();
+        b->set_name(std::string(e.backend->name()));
+        b->set_available(e.probe.available);
+        b->set_reason(e.probe.reason);
+        b->set_is_default(e.probe.available && !have_default);
+        have_default |= e.probe.available;
+    }
+    send(c, reply);
+}
+
+Result<void> Server::runOnce(int timeout_ms)
+{
+    struct epoll_event events[64];
+    int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return {};
+        return Error::fromErrno(errno, "epoll_wait");
+    }
+    for (int i = 0; i < n; ++i) {
+        auto it = handlers_.find(events[i].data.fd);
+        if (it == handlers_.end())
+            continue;
+        auto handler = it->second;  // the handler may unwatch itself
+        handler(events[i].events);
+    }
+    return {};
+}
+
+Result<void> Server::run()
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    signal_fd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signal_fd_.isValid())
+        return Error::fromErrno(errno, "signalfd");
+    OOH_TRY(watch(signal_fd_.get(), EPOLLIN, [this](uint32_t) {
+        struct signalfd_siginfo si;
+        if (::read(signal_fd_.get(), &si, sizeof(si)) == sizeof(si))
+            OOH_LOG(kLog, Notice) << "signal " << si.ssi_signo << ": shutting down";
+        running_ = false;
+    }));
+    running_ = true;
+    while (running_)
+        OOH_TRY(runOnce(-1));
+    return {};
+}
+
+} // namespace ooh

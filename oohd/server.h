@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+// Server: oohd's single-threaded epoll loop. It owns the listening socket,
+// the client connections and every tracking session.
+#pragma once
+
+#include "backend.h"
+#include "ooh.pb.h"
+#include "peer_access.h"
+#include "result.h"
+#include "session.h"
+#include "unique_fd.h"
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ooh {
+
+class Server {
+public:
+    explicit Server(std::vector<std::unique_ptr<Backend>> backends);
+    ~Server();
+
+    // Runs every backend's feature probe and logs the outcome.
+    void probeBackends();
+    // Listens on `path` (creating its directory); or adopts an fd that is
+    // already listening (systemd socket activation).
+    Result<void> listenOn(const std::string &path);
+    Result<void> adoptListener(int fd);
+    // Serves a connected socket (tests use socketpair()).
+    Result<void> addConnection(UniqueFD fd, const PeerCredentials &peer);
+
+    // Serves until SIGINT/SIGTERM (or stop()).
+    Result<void> run();
+    void stop() { running_ = false; }
+    // One round of the loop, waiting at most timeout_ms (for tests).
+    Result<void> runOnce(int timeout_ms);
+
+    size_t sessionCount() const { return sessions_.size(); }
+    size_t connectionCount() const { return connections_.size(); }
+
+private:
+    struct Connection {
+        UniqueFD fd;
+        PeerCredentials peer;
+        bool greeted = false;
+        bool closing = false;  // close once the queue is flushed
+        std::deque<std::string> out;
+    };
+    struct BackendEntry {
+        std::unique_ptr<Backend> backend;
+        BackendProbe probe;
+    };
+
+    Result<void> watch(int fd, uint32_t events, std::function<void(uint32_t)> handler);
+    void unwatch(int fd);
+
+    void acceptClients();
+    void onConnectionReady(int fd, uint32_t events);
+    void closeConnection(int fd);
+    void flush(Connection &c);
+    void send(Connection &c, const wire::Envelope &msg);
+    void sendError(Connection &c, uint64_t id, const Error &err, bool fatal);
+
+    void handle(Connection &c, const wire::Envelope &msg);
+    void handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req);
+    void handleUntrack(Connection &c, uint64_t id, const wire::UntrackRequest &req);
+    void handleCollect(Connection &c, uint64_t id, const wire::CollectRequest &req);
+    void handleStats(Connection &c, uint64_t id, const wire::StatsRequest &req);
+    void handleBackends(Connection &c, uint64_t id);
+
+    // The session of pid, if the peer may touch it.
+    Result<Session *> sessionFor(const Connection &c, int32_t pid);
+    void endSession(pid_t pid);
+    void markExited(pid_t pid);
+    void markLost(Session &s, const std::string &reason);
+    BackendEntry *chooseBackend(const std::string &name, Error *why);
+
+    UniqueFD epoll_;
+    UniqueFD signal_fd_;
+    UniqueFD listen_fd_;
+    std::string socket_path_;  // unlinked at exit when we created it
+    bool running_ = false;
+    std::vector<BackendEntry> backends_;
+    std::unordered_map<int, std::function<void(uint32_t)>> handlers_;
+    std::unordered_map<int, Connection> connections_;
+    std::map<pid_t, Session> sessions_;
+};
+
+} // namespace ooh
