@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+// The "ooh" backend: the OoH guest module's per-tracker PML ring (through
+// /dev/ooh-ctl and a UIO device). SPML rings carry guest-physical frames,
+// mapped back to the target's pages by SpmlReverseMap; EPML rings carry the
+// target's virtual pages directly.
+#pragma once
+
+#include "backend.h"
+
+#include <cstdint>
+#include <string>
+
+namespace ooh {
+
+class OohBackend final : public Backend {
+public:
+    enum class Mode { Auto, Spml, Epml };
+
+    // Auto picks EPML where the transport has it (no reverse map needed),
+    // else SPML; the environment variable OOH_PML_MODE=spml|epml overrides.
+    explicit OohBackend(Mode mode = Mode::Auto) : requested_(mode) {}
+
+    std::string_view name() const override { return "ooh"; }
+    BackendProbe probe() override;
+    Result<std::unique_ptr<Tracker>> track(const Process &target) override;
+
+private:
+    Mode requested_;
+    Mode mode_ = Mode::Auto;  // resolved by probe()
+    bool probed_ = false;
+    bool available_ = false;
+    std::string reason_;
+};
+
+// Finds /dev/uioN for a UIO index, checking sysfs says it is our ring.
+std::string oohUioDevicePath(unsigned index);
+
+} // namespace ooh

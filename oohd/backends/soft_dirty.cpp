@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: Apache-2.0
+// Implementation of the soft-dirty backend (oohd/backends/soft_dirty.h).
+//
+// Soft-dirty has no atomic get-and-reset: clear_refs resets the whole mm.
+// A write that lands between reading a page's bit and the reset would be
+// lost, so every collect runs with all threads of the target stopped
+// (PTRACE_SEIZE + PTRACE_INTERRUPT, invisible to its parent), unless they are
+// all stopped already (CRIU has frozen them).
+#include "soft_dirty.h"
+
+#include "compat/linux_mm.h"
+#include "log.h"
+#include "unique_fd.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+namespace ooh {
+
+namespace {
+
+constexpr const char *kLog = "soft-dirty";
+
+uint64_t pageSize()
+{
+    static const uint64_t size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    return size;
+}
+
+// State letter of /proc/PID/task/TID/stat ('R', 'S', 'T', 't', ...).
+char threadState(pid_t pid, pid_t tid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+    std::string stat;
+    if (!std::getline(in, stat))
+        return '?';
+    auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
+}
+
+std::vector<pid_t> listThreads(pid_t pid)
+{
+    std::vector<pid_t> tids;
+    std::string path = "/proc/" + std::to_string(pid) + "/task";
+    DIR *dir = ::opendir(path.c_str());
+    if (!dir)
+        return tids;
+    while (struct dirent *d = ::readdir(dir)) {
+        if (d->d_name[0] >= '0' && d->d_name[0] <= '9')
+            tids.push_back(static_cast<pid_t>(std::atoi(d->d_name)));
+    }
+    ::closedir(dir);
+    return tids;
+}
+
+// Holds every thread of a process stopped for the duration of a collect.
+class ThreadStopper {
+public:
+    ThreadStopper() = default;
+    ThreadStopper(const ThreadStopper &) = delete;
+    ThreadStopper &operator=(const ThreadStopper &) = delete;
+    ~ThreadStopper()
+    {
+        for (pid_t tid : seized_)
+            ::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+    }
+
+    Result<void> stopAll(pid_t pid)
+    {
+        // Threads can be created while we seize: repeat until no new one.
+        for (int round = 0; round < 100; ++round) {
+            bool added = false;
+            for (pid_t tid : listThreads(pid)) {
+                if (done_.count(tid))
+                    continue;
+                OOH_TRY(stopOne(pid, tid));
+                done_.insert(tid);
+                added = true;
+            }
+            if (!added)
+                return done_.empty() ? Result<void>(makeError(ESRCH, "process exited"))
+                                     : Result<void>();
+        }
+        return makeError(EAGAIN, "the target keeps creating threads");
+    }
+
+private:
+    Result<void> stopOne(pid_t pid, pid_t tid)
+    {
+        if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
+            int err = errno;
+            if (err == ESRCH)
+                return {};  // exited meanwhile: writes nothing more
+            char state = threadState(pid, tid);
+            if (err == EPERM && (state == 't' || state == 'T'))
+                return {};  // held stopped by its tracer (e.g. CRIU)
+            return Error::fromErrno(err, "soft-dirty needs thread " + std::to_string(tid) +
+                                             " stopped to reset atomically; PTRACE_SEIZE");
+        }
+        seized_.push_back(tid);
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0)
+            return Error::fromErrno(errno, "PTRACE_INTERRUPT " + std::to_string(tid));
+        for (;;) {
+            int status = 0;
+            pid_t r = ::waitpid(tid, &status, __WALL);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                return Error::fromErrno(errno, "waitpid " + std::to_string(tid));
+            }
+            if (WIFEXITED(status) || WIFSIGNALED(status)) {
+                seized_.pop_back();
+                return {};
+            }
+            if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP)
+                return {};
+            // A signal-delivery stop: deliver the signal unchanged, then wait
+            // for the interrupt's stop.
+            if (WIFSTOPPED(status)) {
+                long sig = WSTOPSIG(status);
+                if (::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void *>(sig)) != 0)
+                    return Error::fromErrno(errno, "PTRACE_CONT " + std::to_string(tid));
+                ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr);
+            }
+        }
+    }
+
+    std::set<pid_t> done_;
+    std::vector<pid_t> seized_;
+};
+
+class SoftDirtyTracker final : public Tracker {
+public:
+    SoftDirtyTracker(const Process &target, UniqueFD pagemap, UniqueFD clear_refs,
+                     bool pagemap_scan)
+        : pid_(target.pid()), pagemap_(std::move(pagemap)), clear_refs_(std::move(clear_refs)),
+          pagemap_scan_(pagemap_scan)
+    {
+    }
+
+    Result<void> start()
+    {
+        auto maps = readMaps("/proc/" + std::to_string(pid_) + "/maps");
+        if (!maps)
+            return maps.takeError();
+        maps_ = std::move(*maps);
+        return reset();
+    }
+
+    Result<void> collect(std::vector<PageRange> &out) override
+    {
+        ThreadStopper stopper;
+        OOH_TRY(stopper.stopAll(pid_));
+
+        auto maps = readMaps("/proc/" + std::to_string(pid_) + "/maps");
+        if (!maps)
+            return maps.takeError();
+        std::vector<PageRange> found;
+        uint64_t tracked = 0;
+        for (const MapEntry &m : *maps) {
+            if (m.isKernelSpecial())
+                continue;
+            tracked += m.end - m.start;
+            OOH_TRY(pagemap_scan_ ? scanVma(m, found) : readVma(m, found));
+        }
+        for (PageRange r : soft_dirty::newMappingRanges(maps_, *maps)) {
+            r.wholesale = true;
+            found.push_back(r);
+        }
+        // Reset while every thread is still stopped: nothing can be written
+        // between the read above and this.
+        OOH_TRY(reset());
+        maps_ = std::move(*maps);
+        tracked_ = tracked;
+        out.insert(out.end(), found.begin(), found.end());
+        return {};
+    }
+
+    uint64_t trackedBytes() const override { return tracked_; }
+
+private:
+    Result<void> reset()
+    {
+        if (::pwrite(clear_refs_.get(), "4", 1, 0) != 1)
+            return Error::fromErrno(errno, "write clear_refs of " + std::to_string(pid_));
+        return {};
+    }
+
+    Result<void> readVma(const MapEntry &m, std::vector<PageRange> &out)
+    {
+        const uint64_t ps = pageSize();
+        std::vector<uint64_t> buf(16384);
+        for (uint64_t addr = m.start; addr < m.end;) {
+            uint64_t pages = std::min<uint64_t>(buf.size(), (m.end - addr) / ps);
+            ssize_t n = ::pread(pagemap_.get(), buf.data(), pages * 8,
+                                static_cast<off_t>(addr / ps * 8));
+            if (n < 0)
+                return Error::fromErrno(errno, "read pagemap of " + std::to_string(pid_));
+            if (n == 0 || n % 8)
+                return makeError(EIO, "short pagemap read for " + std::to_string(pid_));
+            size_t got = static_cast<size_t>(n) / 8;
+            soft_dirty::appendDirtyRanges(addr, std::span(buf.data(), got), ps, out);
+            addr += got * ps;
+        }
+        return {};
+    }
+
+    Result<void> scanVma(const MapEntry &m, std::vector<PageRange> &out)
+    {
+        std::vector<page_region> regions(512);
+        uint64_t start = m.start;
+        while (start < m.end) {
+            pm_scan_arg arg = {};
+            arg.size = sizeof(arg);
+            arg.start = start;
+            arg.end = m.end;
+            arg.vec = reinterpret_cast<uintptr_t>(regions.data());
+            arg.vec_len = regions.size();
+            arg.category_mask = PAGE_IS_SOFT_DIRTY;
+            arg.return_mask = PAGE_IS_SOFT_DIRTY;
+            int n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &arg);
+            if (n < 0)
+                return Error::fromErrno(errno, "PAGEMAP_SCAN of " + std::to_string(pid_));
+            for (int i = 0; i < n; ++i)
+                out.push_back({regions[i].start, regions[i].end, false});
+            if (arg.walk_end <= start)
+                return makeError(EIO, "PAGEMAP_SCAN made no progress");
+            start = arg.walk_end;
+        }
+        return {};
+    }
+
+    pid_t pid_;
+    UniqueFD pagemap_;
+    UniqueFD clear_refs_;
+    bool pagemap_scan_;
+    std::vector<MapEntry> maps_;
+    uint64_t tracked_ = 0;
+};
+
+} // namespace
+
+namespace soft_dirty {
+
+void appendDirtyRanges(uint64_t start, std::span<const uint64_t> entries, uint64_t page_size,
+                       std::vector<PageRange> &out)
+{
+    for (size_t i = 0; i < entries.size(); ++i) {
+        if (!(entries[i] & kPagemapSoftDirty))
+            continue;
+        uint64_t a = start + i * page_size;
+        if (!out.empty() && !out.back().wholesale && out.back().end == a)
+            out.back().end = a + page_size;
+        else
+            out.push_back({a, a + page_size, false});
+    }
+}
+
+std::vector<PageRange> newMappingRanges(const std::vector<MapEntry> &before,
+                                        const std::vector<MapEntry> &now)
+{
+    std::vector<PageRange> out;
+    for (const MapEntry &m : now) {
+        if (m.isKernelSpecial())
+            continue;
+        bool known = std::any_of(before.begin(), before.end(), [&](const MapEntry &b) {
+            return b.start == m.start && b.end == m.end && b.offset == m.offset &&
+                   b.inode == m.inode;
+        });
+        if (!known)
+            out.push_back({m.start, m.end, true});
+    }
+    return out;
+}
+
+} // namespace soft_dirty
+
+BackendProbe SoftDirtyBackend::probe()
+{
+    probed_ = true;
+    available_ = false;
+    const uint64_t ps = pageSize();
+    void *page = ::mmap(nullptr, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        return {false, std::string("mmap: ") + std::strerror(errno)};
+    static_cast<volatile char *>(page)[0] = 1;
+    UniqueFD pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    uint64_t entry = 0;
+    bool read_ok = pagemap.isValid() &&
+                   ::pread(pagemap.get(), &entry, 8,
+                           static_cast<off_t>(reinterpret_cast<uintptr_t>(page) / ps * 8)) == 8;
+    BackendProbe result;
+    if (!read_ok) {
+        result = {false, std::string("cannot read /proc/self/pagemap: ") + std::strerror(errno)};
+    } else if (!(entry & soft_dirty::kPagemapSoftDirty)) {
+        // A page just written always reads soft-dirty where the kernel has it.
+        result = {false, "kernel built without CONFIG_MEM_SOFT_DIRTY (pagemap bit 55 never set)"};
+    } else {
+        pm_scan_arg arg = {};
+        page_region region = {};
+        arg.size = sizeof(arg);
+        arg.start = reinterpret_cast<uintptr_t>(page);
+        arg.end = arg.start + ps;
+        arg.vec = reinterpret_cast<uintptr_t>(&region);
+        arg.vec_len = 1;
+        arg.category_mask = PAGE_IS_SOFT_DIRTY;
+        arg.return_mask = PAGE_IS_SOFT_DIRTY;
+        pagemap_scan_ = ::ioctl(pagemap.get(), PAGEMAP_SCAN, &arg) >= 0;
+        available_ = true;
+        result = {true, pagemap_scan_ ? "clear_refs + PAGEMAP_SCAN(PAGE_IS_SOFT_DIRTY)"
+                                      : "clear_refs + /proc/PID/pagemap bit 55"};
+    }
+    ::munmap(page, ps);
+    return result;
+}
+
+Result<std::unique_ptr<Tracker>> SoftDirtyBackend::track(const Process &target)
+{
+    if (!probed_)
+        probe();
+    if (!available_)
+        return makeError(ENOTSUP, "soft-dirty is not available on this kernel");
+    UniqueFD pagemap(::open(target.procPath("pagemap").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!pagemap.isValid())
+        return Error::fromErrno(errno, "open " + target.procPath("pagemap"));
+    UniqueFD clear_refs(::open(target.procPath("clear_refs").c_str(), O_WRONLY | O_CLOEXEC));
+    if (!clear_refs.isValid())
+        return Error::fromErrno(errno, "open " + target.procPath("clear_refs"));
+    auto tracker = std::make_unique<SoftDirtyTracker>(target, std::move(pagemap),
+                                                      std::move(clear_refs), pagemap_scan_);
+    OOH_TRY(tracker->start());
+    OOH_LOG(kLog, Info) << "tracking pid " << target.pid()
+                        << (pagemap_scan_ ? " with PAGEMAP_SCAN" : " with pagemap reads");
+    return std::unique_ptr<Tracker>(std::move(tracker));
+}
+
+} // namespace ooh
