@@ -6,6 +6,7 @@
 set -eu
 src=$1 kdir=$2 scratch=$3 out=$4
 mkdir -p "$scratch"
+scratch=$(cd "$scratch" && pwd)
 cp "$src"/Kbuild "$src"/*.c "$src"/*.h "$scratch"/
 rm -rf "$scratch/include" && cp -r "$src/include" "$scratch/include"
 mkdir -p "$scratch/xen" && cp "$src/../hypervisor/xen/ooh_spml_abi.h" "$scratch/xen/" 2>/dev/null || true
