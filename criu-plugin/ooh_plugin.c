@@ -63,8 +63,8 @@ static int ooh_connect_once(void)
 
 	ret = ooh_connect(NULL, &ooh.client);
 	if (ret < 0) {
-		pr_err("can't reach oohd at %s: %s; start oohd (systemctl start oohd.socket) or set %s\n",
-		       socket_path(), ooh.client ? ooh_last_error(ooh.client) : strerror(-ret), OOH_SOCKET_ENV);
+		pr_err("--ooh needs oohd (socket %s, set by $%s): %s\n", socket_path(), OOH_SOCKET_ENV,
+		       ooh.client ? ooh_last_error(ooh.client) : strerror(-ret));
 		ooh_close(ooh.client);
 		ooh.client = NULL;
 		return ret;
