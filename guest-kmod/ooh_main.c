@@ -24,6 +24,7 @@
 #include <linux/sched/task.h>
 #include <linux/slab.h>
 #include <linux/task_work.h>
+#include <linux/tracepoint.h>
 #include <linux/uaccess.h>
 #include <linux/uio_driver.h>
 #include <linux/vmalloc.h>
@@ -66,7 +67,10 @@ struct ooh_tracker {
 	size_t ring_bytes;
 	struct uio_info uio;
 	bool uio_registered;
+	spinlock_t lock;		/* threads, from the fork probe too */
 	struct list_head threads;
+	struct list_head node;		/* ooh_tracker_list */
+	atomic_t lost_pending;		/* an mm sharer we cannot log appeared */
 	u64 notified_head;
 };
 
@@ -74,6 +78,9 @@ static DEFINE_MUTEX(ooh_lock);		/* trackers, transport, drains */
 static DEFINE_IDR(ooh_trackers);	/* tag -> tracker */
 static struct ooh_transport __rcu *ooh_active;
 static LIST_HEAD(ooh_graveyard);	/* threads waiting for their task to die */
+static LIST_HEAD(ooh_tracker_list);	/* for the fork probe */
+static DEFINE_SPINLOCK(ooh_tracker_list_lock);
+static struct tracepoint *ooh_tp_fork;
 static DECLARE_WAIT_QUEUE_HEAD(ooh_wq);
 static struct miscdevice ooh_misc;
 static struct delayed_work ooh_drain_work;
@@ -165,6 +172,7 @@ static void ooh_detach_fn(struct callback_head *cb)
 	ooh_thread_put(th);
 }
 
+/* Called with tr->lock held. */
 static bool ooh_thread_known(struct ooh_tracker *tr, struct task_struct *t)
 {
 	struct ooh_thread *th;
@@ -173,6 +181,64 @@ static bool ooh_thread_known(struct ooh_tracker *tr, struct task_struct *t)
 		if (th->task == t)
 			return true;
 	return false;
+}
+
+static struct ooh_thread *ooh_thread_alloc(struct ooh_tracker *tr,
+					   struct task_struct *t, gfp_t gfp)
+{
+	struct ooh_thread *th = kzalloc(sizeof(*th), gfp);
+
+	if (!th)
+		return NULL;
+	__module_get(THIS_MODULE);
+	preempt_notifier_init(&th->pn, &ooh_preempt_ops);
+	init_task_work(&th->attach_work, ooh_attach_fn);
+	init_task_work(&th->detach_work, ooh_detach_fn);
+	kref_init(&th->ref);
+	th->task = t;
+	th->tag = tr->tag;
+	th->mode = tr->mode;
+	th->state = OOH_THREAD_QUEUED;
+	return th;
+}
+
+/*
+ * sched_process_fork runs in the parent after copy_process() and before the
+ * child is first woken: nobody walks the child's notifier list yet, so the
+ * notifier can be put there directly and the new thread logs from its first
+ * instruction. A task that shares the mm but is not a thread of the target
+ * (CLONE_VM without CLONE_THREAD, vfork) is not logged: the epoch is lost.
+ */
+static void ooh_on_fork(void *data, struct task_struct *parent,
+			struct task_struct *child)
+{
+	struct ooh_tracker *tr;
+	struct ooh_thread *th;
+
+	if (list_empty(&ooh_tracker_list) || !child->mm)
+		return;
+	spin_lock(&ooh_tracker_list_lock);
+	list_for_each_entry(tr, &ooh_tracker_list, node) {
+		if (task_tgid(child) != tr->tgid) {
+			if (child->mm == parent->mm && task_tgid(parent) == tr->tgid)
+				atomic_set(&tr->lost_pending, 1);
+			continue;
+		}
+		th = ooh_thread_alloc(tr, child, GFP_ATOMIC);
+		if (!th) {
+			atomic_set(&tr->lost_pending, 1);
+			continue;
+		}
+		get_task_struct(child);
+		hlist_add_head(&th->pn.link, &child->preempt_notifiers);
+		th->registered = true;
+		th->state = OOH_THREAD_ATTACHED;
+		spin_lock(&tr->lock);
+		list_add_tail(&th->node, &tr->threads);
+		tr->hdr->threads++;
+		spin_unlock(&tr->lock);
+	}
+	spin_unlock(&ooh_tracker_list_lock);
 }
 
 /*
@@ -185,21 +251,11 @@ static int ooh_attach_task(struct ooh_tracker *tr, struct task_struct *t)
 	struct ooh_thread *th;
 	int ret;
 
-	th = kzalloc(sizeof(*th), GFP_KERNEL);
+	th = ooh_thread_alloc(tr, t, GFP_KERNEL);
 	if (!th) {
 		put_task_struct(t);
 		return -ENOMEM;
 	}
-	__module_get(THIS_MODULE);
-	preempt_notifier_init(&th->pn, &ooh_preempt_ops);
-	init_task_work(&th->attach_work, ooh_attach_fn);
-	init_task_work(&th->detach_work, ooh_detach_fn);
-	kref_init(&th->ref);
-	th->task = t;
-	th->tag = tr->tag;
-	th->mode = tr->mode;
-	th->state = OOH_THREAD_QUEUED;
-
 	kref_get(&th->ref);
 	ret = task_work_add(t, &th->attach_work, TWA_SIGNAL);
 	if (ret) {
@@ -208,8 +264,10 @@ static int ooh_attach_task(struct ooh_tracker *tr, struct task_struct *t)
 		ooh_thread_put(th);
 		return 0;
 	}
+	spin_lock(&tr->lock);
 	list_add_tail(&th->node, &tr->threads);
 	tr->hdr->threads++;
+	spin_unlock(&tr->lock);
 	return 1;
 }
 
@@ -229,6 +287,7 @@ static int ooh_attach_new_threads(struct ooh_tracker *tr)
 		return -ENOMEM;
 	}
 	rcu_read_lock();
+	spin_lock(&tr->lock);
 	for_each_thread(leader, t) {
 		if (n == cap)
 			break;
@@ -237,6 +296,7 @@ static int ooh_attach_new_threads(struct ooh_tracker *tr)
 		get_task_struct(t);
 		found[n++] = t;
 	}
+	spin_unlock(&tr->lock);
 	rcu_read_unlock();
 	put_task_struct(leader);
 	for (i = 0; i < n; i++) {
@@ -256,7 +316,9 @@ static int ooh_attach_new_threads(struct ooh_tracker *tr)
 static bool ooh_attach_settled(struct ooh_tracker *tr)
 {
 	struct ooh_thread *th;
+	bool settled = true;
 
+	spin_lock(&tr->lock);
 	list_for_each_entry(th, &tr->threads, node) {
 		if (READ_ONCE(th->state) != OOH_THREAD_QUEUED)
 			continue;
@@ -265,10 +327,13 @@ static bool ooh_attach_settled(struct ooh_tracker *tr)
 		 * before any user-mode instruction: it need not be waited for.
 		 */
 		if (!task_is_stopped_or_traced(th->task) &&
-		    !READ_ONCE(th->task->exit_state))
-			return false;
+		    !READ_ONCE(th->task->exit_state)) {
+			settled = false;
+			break;
+		}
 	}
-	return true;
+	spin_unlock(&tr->lock);
+	return settled;
 }
 
 static bool ooh_task_gone(struct task_struct *t)
@@ -284,8 +349,17 @@ static bool ooh_task_gone(struct task_struct *t)
 static void ooh_detach_all(struct ooh_tracker *tr, struct list_head *waiting)
 {
 	struct ooh_thread *th, *tmp;
+	LIST_HEAD(all);
 
-	list_for_each_entry_safe(th, tmp, &tr->threads, node) {
+	/* Off the fork probe's list first: no thread is added after this. */
+	spin_lock(&ooh_tracker_list_lock);
+	list_del_init(&tr->node);
+	spin_unlock(&ooh_tracker_list_lock);
+	spin_lock(&tr->lock);
+	list_splice_init(&tr->threads, &all);
+	spin_unlock(&tr->lock);
+
+	list_for_each_entry_safe(th, tmp, &all, node) {
 		list_del(&th->node);
 		WRITE_ONCE(th->mode, 0);
 		if (READ_ONCE(th->state) != OOH_THREAD_DETACHED) {
@@ -527,6 +601,8 @@ static long ooh_ioctl_track(struct file *file, void __user *arg)
 	if (!tr)
 		return -ENOMEM;
 	INIT_LIST_HEAD(&tr->threads);
+	INIT_LIST_HEAD(&tr->node);
+	spin_lock_init(&tr->lock);
 	tr->mode = req.mode;
 	tr->tgid = find_get_pid(req.pid);
 	task = tr->tgid ? get_pid_task(tr->tgid, PIDTYPE_TGID) : NULL;
@@ -570,6 +646,10 @@ static long ooh_ioctl_track(struct file *file, void __user *arg)
 		goto err_free;
 	}
 	tr->tag = ret;
+	/* Threads created from here on are attached by the fork probe. */
+	spin_lock(&ooh_tracker_list_lock);
+	list_add_tail(&tr->node, &ooh_tracker_list);
+	spin_unlock(&ooh_tracker_list_lock);
 	ret = ooh_attach_new_threads(tr);
 	mutex_unlock(&ooh_lock);
 	if (ret < 0)
@@ -629,11 +709,14 @@ static long ooh_ioctl_collect(struct file *file, void __user *arg)
 		ret = -ENODEV;
 		goto out;
 	}
-	/* Threads created since the last collect ran unlogged until now. */
+	/*
+	 * The fork probe attaches new threads; one found here ran unlogged
+	 * (or an mm sharer appeared): this epoch cannot be exact.
+	 */
 	ret = ooh_attach_new_threads(tr);
 	if (ret < 0)
 		goto out;
-	if (ret > 0)
+	if (ret > 0 || atomic_xchg(&tr->lost_pending, 0))
 		tr->hdr->lost_events++;
 	ret = t->ops->flush_rearm(t);
 	if (ret)
@@ -713,12 +796,29 @@ static struct miscdevice ooh_misc = {
 	.mode = 0600,
 };
 
+static void ooh_find_fork_tp(struct tracepoint *tp, void *priv)
+{
+	if (!strcmp(tp->name, "sched_process_fork"))
+		ooh_tp_fork = tp;
+}
+
 static int __init ooh_init(void)
 {
 	int ret;
 
 	INIT_DELAYED_WORK(&ooh_drain_work, ooh_drain_workfn);
 	preempt_notifier_inc();
+	for_each_kernel_tracepoint(ooh_find_fork_tp, NULL);
+	if (!ooh_tp_fork) {
+		pr_err("tracepoint sched_process_fork not found\n");
+		preempt_notifier_dec();
+		return -ENOENT;
+	}
+	ret = tracepoint_probe_register(ooh_tp_fork, ooh_on_fork, NULL);
+	if (ret) {
+		preempt_notifier_dec();
+		return ret;
+	}
 	ooh_emul_init();
 	ooh_xen_init();
 	if (!rcu_access_pointer(ooh_active)) {
@@ -733,6 +833,8 @@ static int __init ooh_init(void)
 err:
 	ooh_xen_exit();
 	ooh_emul_exit();
+	tracepoint_probe_unregister(ooh_tp_fork, ooh_on_fork, NULL);
+	tracepoint_synchronize_unregister();
 	preempt_notifier_dec();
 	return ret;
 }
@@ -744,6 +846,8 @@ static void __exit ooh_exit(void)
 	mutex_lock(&ooh_lock);
 	ooh_reap_graveyard();
 	mutex_unlock(&ooh_lock);
+	tracepoint_probe_unregister(ooh_tp_fork, ooh_on_fork, NULL);
+	tracepoint_synchronize_unregister();
 	ooh_xen_exit();
 	ooh_emul_exit();
 	preempt_notifier_dec();

@@ -93,7 +93,9 @@ public:
     Result<void> start()
     {
         std::string proc = "/proc/" + std::to_string(pid_);
-        if (mode_ == OohBackend::Mode::Spml) {
+        {
+            // SPML maps frames back with it; both modes report the pages
+            // that vanished (discarded: changed without a write).
             pagemap_.reset(::open((proc + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
             if (!pagemap_.isValid())
                 return Error::fromErrno(errno, "open " + proc + "/pagemap");
@@ -184,6 +186,14 @@ public:
             if (!snap)
                 return snap.takeError();
             auto pages = reverse_.update(pending_, std::move(*snap), ps);
+            found.insert(found.end(), pages.begin(), pages.end());
+        }
+        if (mode_ == OohBackend::Mode::Epml) {
+            auto snap = readPagemap(pid_, pagemap_.get(), &mapped_);
+            if (!snap)
+                return snap.takeError();
+            std::vector<uint64_t> none;
+            auto pages = reverse_.update(none, std::move(*snap), ps, false);
             found.insert(found.end(), pages.begin(), pages.end());
         }
         pending_.clear();

@@ -153,6 +153,12 @@ public:
         if (!maps)
             return maps.takeError();
         maps_ = std::move(*maps);
+        std::vector<PageRange> ignored;
+        for (const MapEntry &m : maps_)
+            if (!m.isKernelSpecial())
+                OOH_TRY(pagemap_scan_ ? scanVma(m, ignored) : readVma(m, ignored));
+        present_ = std::move(present_now_);
+        present_now_.clear();
         return reset();
     }
 
@@ -172,6 +178,9 @@ public:
             tracked += m.end - m.start;
             OOH_TRY(pagemap_scan_ ? scanVma(m, found) : readVma(m, found));
         }
+        soft_dirty::appendVanishedPages(present_, present_now_, pageSize(), found);
+        present_ = std::move(present_now_);
+        present_now_.clear();
         for (PageRange r : soft_dirty::newMappingRanges(maps_, *maps)) {
             r.wholesale = true;
             found.push_back(r);
@@ -209,6 +218,9 @@ private:
                 return makeError(EIO, "short pagemap read for " + std::to_string(pid_));
             size_t got = static_cast<size_t>(n) / 8;
             soft_dirty::appendDirtyRanges(addr, std::span(buf.data(), got), ps, out);
+            for (size_t i = 0; i < got; ++i)
+                if (buf[i] & soft_dirty::kPagemapPresentOrSwapped)
+                    present_now_.push_back(addr + i * ps);
             addr += got * ps;
         }
         return {};
@@ -225,13 +237,20 @@ private:
             arg.end = m.end;
             arg.vec = reinterpret_cast<uintptr_t>(regions.data());
             arg.vec_len = regions.size();
-            arg.category_mask = PAGE_IS_SOFT_DIRTY;
-            arg.return_mask = PAGE_IS_SOFT_DIRTY;
+            // Soft-dirty pages, and which pages are there at all.
+            arg.category_anyof_mask = PAGE_IS_SOFT_DIRTY | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+            arg.return_mask = PAGE_IS_SOFT_DIRTY | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
             int n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &arg);
             if (n < 0)
                 return Error::fromErrno(errno, "PAGEMAP_SCAN of " + std::to_string(pid_));
-            for (int i = 0; i < n; ++i)
-                out.push_back({regions[i].start, regions[i].end, false});
+            for (int i = 0; i < n; ++i) {
+                const page_region &r = regions[i];
+                if (r.categories & PAGE_IS_SOFT_DIRTY)
+                    out.push_back({r.start, r.end, false});
+                if (r.categories & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED))
+                    for (uint64_t a = r.start; a < r.end; a += pageSize())
+                        present_now_.push_back(a);
+            }
             if (arg.walk_end <= start)
                 return makeError(EIO, "PAGEMAP_SCAN made no progress");
             start = arg.walk_end;
@@ -244,6 +263,8 @@ private:
     UniqueFD clear_refs_;
     bool pagemap_scan_;
     std::vector<MapEntry> maps_;
+    std::vector<uint64_t> present_;      // pages present or swapped at the last reset
+    std::vector<uint64_t> present_now_;  // being gathered by this collect
     uint64_t tracked_ = 0;
 };
 
@@ -262,6 +283,22 @@ void appendDirtyRanges(uint64_t start, std::span<const uint64_t> entries, uint64
             out.back().end = a + page_size;
         else
             out.push_back({a, a + page_size, false});
+    }
+}
+
+void appendVanishedPages(const std::vector<uint64_t> &before, const std::vector<uint64_t> &now,
+                         uint64_t page_size, std::vector<PageRange> &out)
+{
+    size_t j = 0;
+    for (uint64_t va : before) {
+        while (j < now.size() && now[j] < va)
+            ++j;
+        if (j < now.size() && now[j] == va)
+            continue;
+        if (!out.empty() && !out.back().wholesale && out.back().end == va)
+            out.back().end = va + page_size;
+        else
+            out.push_back({va, va + page_size, false});
     }
 }
 

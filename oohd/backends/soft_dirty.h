@@ -28,6 +28,7 @@ private:
 namespace soft_dirty {
 
 constexpr uint64_t kPagemapSoftDirty = 1ull << 55;
+constexpr uint64_t kPagemapPresentOrSwapped = 3ull << 62;
 
 // Appends the pages of [start, start + entries.size() pages) whose pagemap
 // entry has the soft-dirty bit, as merged ranges.
@@ -38,6 +39,12 @@ void appendDirtyRanges(uint64_t start, std::span<const uint64_t> entries, uint64
 // end, offset and inode: mappings created, moved or resized since, whose
 // pages must be reported whole (a new VMA reads wholly soft-dirty anyway,
 // but PAGEMAP_SCAN does not report its holes).
+// Pages present (or swapped) in `before` and neither in `now` (both sorted
+// virtual page addresses): discarded pages, whose content changed to zero
+// without a write, so no soft-dirty bit tells about them.
+void appendVanishedPages(const std::vector<uint64_t> &before, const std::vector<uint64_t> &now,
+                         uint64_t page_size, std::vector<PageRange> &out);
+
 std::vector<PageRange> newMappingRanges(const std::vector<MapEntry> &before,
                                         const std::vector<MapEntry> &now);
 

@@ -31,7 +31,8 @@ void SpmlReverseMap::reset(std::vector<PagemapPage> snapshot)
 }
 
 std::vector<PageRange> SpmlReverseMap::update(std::span<const uint64_t> gpas,
-                                              std::vector<PagemapPage> now, uint64_t page_size)
+                                              std::vector<PagemapPage> now, uint64_t page_size,
+                                              bool moves)
 {
     FrameIndex now_index = buildIndex(now);
     std::vector<uint64_t> dirty;
@@ -53,11 +54,11 @@ std::vector<PageRange> SpmlReverseMap::update(std::span<const uint64_t> gpas,
                 dirty.push_back(prev_[i].va);
             ++i;
         } else if (i == prev_.size() || now[j].va < prev_[i].va) {
-            if (location(now[j]))
+            if (moves && location(now[j]))
                 dirty.push_back(now[j].va);
             ++j;
         } else {
-            if (location(prev_[i]) != location(now[j]))
+            if (moves && location(prev_[i]) != location(now[j]))
                 dirty.push_back(now[j].va);
             ++i;
             ++j;

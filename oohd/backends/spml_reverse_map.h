@@ -36,9 +36,12 @@ public:
     void reset(std::vector<PagemapPage> snapshot);
 
     // Dirty pages for the logged frames `gpas` (byte addresses), given the
-    // snapshot taken after them; `now` becomes the previous snapshot.
+    // snapshot taken after them; `now` becomes the previous snapshot. Pages
+    // that went away are always reported (discarded: changed, not written);
+    // pages that appeared or moved only with `moves` (SPML: their writes may
+    // have been logged under a frame no snapshot shows).
     std::vector<PageRange> update(std::span<const uint64_t> gpas, std::vector<PagemapPage> now,
-                                  uint64_t page_size);
+                                  uint64_t page_size, bool moves = true);
 
     size_t pages() const { return prev_.size(); }
 
