@@ -38,7 +38,7 @@
  *
  * Only an HVM/PVH guest may call it, and only on itself (no domid: the
  * target is always the calling domain). Xen checks XSM hook
- * xsm_hvm_param(XSM_TARGET, d, OOH_HVMOP_spml) (FLASK: hvm__setparam).
+ * xsm_hvm_param(XSM_TARGET, d, OOH_HVMOP_spml) (FLASK: hvm:hvmctl).
  *
  * Return values: 0 or a negative Xen errno (same numbers as Linux for the
  * ones used here): -ENOSYS (no SPML in this Xen), -EOPNOTSUPP (no PML/EPT
