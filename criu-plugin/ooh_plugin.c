@@ -32,7 +32,7 @@ struct ooh_task {
 	int pid;
 	uint64_t start_time;
 	uint64_t session; /* oohd's tracked_since_ns */
-	bool no_memory;   /* a zombie: CRIU dumps no pages for it */
+	bool untracked;   /* gone or a zombie (leader): every page counts as changed */
 	bool tracked_now; /* tracking started by this dump: no usable history */
 	bool collected;   /* the set of this dump is in `set` */
 	bool exact;       /* `set` may be used; otherwise every page is dirty */
@@ -139,9 +139,14 @@ static int ooh_track_mem(int pid)
 
 	ret = read_proc_stat(pid, &state, &t->start_time);
 	if (ret < 0 || state == 'Z' || state == 'X') {
-		/* Gone or a zombie: CRIU finds out itself and dumps no memory. */
-		pr_info("%d has no memory to track (%s)\n", pid, ret < 0 ? strerror(-ret) : "zombie");
-		t->no_memory = true;
+		/*
+		 * Gone, a zombie, or a zombie leader whose threads still run:
+		 * nothing to inject into. CRIU finds out what is left; any
+		 * memory it dumps is dumped in full.
+		 */
+		pr_info("%d can't be tracked (%s): its pages are dumped in full\n", pid,
+			ret < 0 ? strerror(-ret) : "zombie");
+		t->untracked = true;
 		return 0;
 	}
 
@@ -259,9 +264,10 @@ static int ooh_dirty_pages(int pid, uint64_t start, uint64_t end, uint64_t *bitm
 	struct ooh_task *t = find_task(pid);
 	int ret;
 
-	if (!t || t->no_memory) {
-		/* Never announced to us: nothing is known, everything changed. */
-		pr_warn("%d was not tracked: dumping all its pages\n", pid);
+	if (!t || t->untracked) {
+		/* Nothing is known: everything changed. */
+		if (!t)
+			pr_warn("%d was not tracked: dumping all its pages\n", pid);
 		ooh_bitmap_fill(bitmap, start, end, page_size);
 		return 0;
 	}
@@ -282,7 +288,7 @@ static int ooh_reset_dirty_track(int pid)
 	struct ooh_task *t = find_task(pid);
 	int ret = 0;
 
-	if (!t || t->no_memory)
+	if (!t || t->untracked)
 		return 0;
 	/* Pages were dumped in full: close the epoch here, still frozen. */
 	if (!t->collected)
@@ -310,7 +316,7 @@ static void ooh_plugin_exit(int stage, int ret)
 		 * collects ended epochs: drop tracking so that the next dump
 		 * starts over in full instead of trusting a broken history.
 		 */
-		if (ret && ooh.client && !t->no_memory && (t->collected || t->tracked_now)) {
+		if (ret && ooh.client && !t->untracked && (t->collected || t->tracked_now)) {
 			if (ooh_untrack(ooh.client, t->pid) < 0)
 				pr_warn("can't stop tracking %d: %s\n", t->pid, ooh_last_error(ooh.client));
 		}
