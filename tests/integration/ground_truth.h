@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+// Ground-truth rounds shared by the direct and through-oohd tests: the
+// writer works, we collect, and every page it wrote or discarded must be in
+// the collected set.
+#pragma once
+
+#include "page_range.h"
+#include "result.h"
+#include "test_support.h"
+
+#include <cstdio>
+#include <functional>
+#include <gtest/gtest.h>
+#include <string>
+#include <unistd.h>
+
+namespace ooh {
+
+using test::ChildProcess;
+using test::GroundTruth;
+
+const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+constexpr int kRounds = 40;
+constexpr int kForkAtRound = 12;
+constexpr int kChildRounds = 12;
+
+using CollectFn = std::function<Result<std::vector<PageRange>>()>;
+
+struct Tally {
+    uint64_t truth_pages = 0;
+    uint64_t reported_pages = 0;
+    uint64_t wholesale_pages = 0;
+    uint64_t rounds = 0;
+};
+
+// One round: the writer works, then we collect and compare.
+inline void checkRound(ChildProcess &writer, uint64_t seed, const CollectFn &collect, Tally *tally,
+                const std::string &what)
+{
+    GroundTruth truth;
+    ASSERT_TRUE(test::runWriterRound(writer, seed, &truth)) << what << ": writer failed";
+    auto collected = collect();
+    ASSERT_TRUE(collected) << what << ": collect failed: " << collected.error().message;
+    auto missing = test::missingPages(*collected, truth.written, kPage);
+    auto missing_discarded = test::missingPages(*collected, truth.discarded, kPage);
+    ASSERT_TRUE(missing.empty()) << what << " round seed " << seed << ": " << missing.size()
+                                 << " written pages not reported, first at 0x" << std::hex
+                                 << missing.front();
+    ASSERT_TRUE(missing_discarded.empty())
+        << what << " round seed " << seed << ": " << missing_discarded.size()
+        << " discarded pages not reported, first at 0x" << std::hex << missing_discarded.front();
+    tally->truth_pages += countPages(normalizeRanges(truth.written), kPage);
+    tally->reported_pages += countPages(*collected, kPage);
+    for (const auto &r : *collected)
+        if (r.wholesale)
+            tally->wholesale_pages += r.bytes() / kPage;
+    tally->rounds++;
+}
+
+inline void printTally(const std::string &what, const Tally &t)
+{
+    double over = t.truth_pages ? double(t.reported_pages) / double(t.truth_pages) : 0;
+    double exact_over = t.truth_pages ? double(t.reported_pages - t.wholesale_pages) /
+                                             double(t.truth_pages)
+                                       : 0;
+    // Wholesale pages are mostly new mappings (thread stacks are 8 MiB),
+    // reported whole by design; the exact part shows the tracking itself.
+    std::printf("[ground truth] %-28s rounds %3llu  written %6llu  reported %7llu (wholesale "
+                "%7llu)  over-report x%.2f, exact part x%.2f  missed 0\n",
+                what.c_str(), (unsigned long long)t.rounds, (unsigned long long)t.truth_pages,
+                (unsigned long long)t.reported_pages, (unsigned long long)t.wholesale_pages, over,
+                exact_over);
+}
+
+inline std::string writerPath() { return test::buildDir() + "/ooh-dirty-writer"; }
+
+} // namespace ooh

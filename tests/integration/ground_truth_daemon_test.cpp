@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+// Ground truth through the whole stack: the real oohd executable on a
+// private socket, libooh as the client, ooh-dirty-writer as the target.
+#include "ground_truth.h"
+#include "ooh/ooh.hpp"
+
+#include <csignal>
+#include <filesystem>
+#include <sys/wait.h>
+
+namespace ooh {
+namespace {
+
+class DaemonGroundTruth : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        dir_ = std::filesystem::temp_directory_path() / ("ooh-gtd-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir_);
+        socket_ = (dir_ / "oohd.sock").string();
+        const char *oohd = std::getenv("OOHD");
+        ASSERT_NE(oohd, nullptr) << "OOHD (path of the oohd executable) is not set";
+        daemon_ = ::fork();
+        if (daemon_ == 0) {
+            ::execl(oohd, oohd, "--foreground", "--socket", socket_.c_str(), "--log-level", "info",
+                    nullptr);
+            ::_exit(127);
+        }
+        for (int i = 0; i < 200 && !std::filesystem::exists(socket_); ++i)
+            ::usleep(10000);
+        ASSERT_TRUE(std::filesystem::exists(socket_)) << "oohd did not start";
+    }
+    void TearDown() override
+    {
+        if (daemon_ > 0) {
+            ::kill(daemon_, SIGTERM);
+            int status = 0;
+            ::waitpid(daemon_, &status, 0);
+            EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                << "oohd did not exit cleanly on SIGTERM";
+        }
+        std::filesystem::remove_all(dir_);
+    }
+
+    std::filesystem::path dir_;
+    std::string socket_;
+    pid_t daemon_ = -1;
+};
+
+TEST_F(DaemonGroundTruth, EveryBackendThroughOohd)
+{
+    Client client;
+    ASSERT_EQ(client.connect(socket_.c_str()), 0) << client.error();
+    ooh_backend_info info[8];
+    long n = ooh_backends(client.get(), info, 8);
+    ASSERT_GT(n, 0) << client.error();
+    int tested = 0;
+    for (long b = 0; b < n && b < 8; ++b) {
+        if (!info[b].available)
+            continue;
+        ++tested;
+        ChildProcess writer({test::buildDir() + "/ooh-dirty-writer"});
+        std::string ready;
+        ASSERT_TRUE(writer.readLine(&ready));
+        uint64_t start_time = 0;
+        ASSERT_EQ(client.track(writer.pid(), info[b].name, &start_time), 0) << client.error();
+        Tally tally;
+        CollectFn collect = [&]() -> Result<std::vector<PageRange>> {
+            std::vector<ooh_range> ranges;
+            if (int r = client.collect(writer.pid(), ranges, nullptr, start_time); r < 0)
+                return makeError(r, client.error());
+            std::vector<PageRange> out;
+            for (auto &r : ranges)
+                out.push_back({r.start, r.end, (r.flags & OOH_RANGE_WHOLESALE) != 0});
+            EXPECT_EQ(out, normalizeRanges(out)) << "oohd's ranges must be normalized";
+            return out;
+        };
+        for (int round = 1; round <= 20 && !HasFatalFailure(); ++round)
+            checkRound(writer, 9000 + round, collect, &tally, std::string(info[b].name) + " via oohd");
+        printTally(std::string(info[b].name) + " (via oohd)", tally);
+        EXPECT_EQ(client.untrack(writer.pid()), 0) << client.error();
+        writer.send("exit");
+        EXPECT_EQ(writer.wait(), 0);
+    }
+    if (tested == 0)
+        GTEST_SKIP() << "no backend available";
+}
+
+} // namespace
+} // namespace ooh
+
+int main(int argc, char **argv)
+{
+    ooh::test::requireRootOrSkip("the ground-truth tests");
+    ::testing::InitGoogleTest(&argc, argv);
+    return RUN_ALL_TESTS();
+}

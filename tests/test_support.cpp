@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+// Implementation of tests/test_support.h.
+#include "test_support.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace ooh::test {
+
+void requireRootOrSkip(const char *suite)
+{
+    if (::geteuid() != 0) {
+        std::printf("SKIP: %s needs root (ptrace and /proc of other processes)\n", suite);
+        std::exit(kSkip);
+    }
+}
+
+ChildProcess::ChildProcess(const std::vector<std::string> &argv)
+{
+    int in[2], out[2];
+    if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0)
+        return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        ::dup2(in[0], STDIN_FILENO);
+        ::dup2(out[1], STDOUT_FILENO);
+        std::vector<char *> args;
+        for (const auto &a : argv)
+            args.push_back(const_cast<char *>(a.c_str()));
+        args.push_back(nullptr);
+        ::execv(args[0], args.data());
+        std::perror("execv");
+        ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    in_ = in[1];
+    out_ = ::fdopen(out[0], "r");
+}
+
+ChildProcess::ChildProcess(pid_t pid, const std::string &fifo_in, const std::string &fifo_out)
+    : pid_(pid), own_(false)
+{
+    // The child creates both FIFOs, then opens "in" for reading and "out"
+    // for writing: open ours in the same order.
+    for (int i = 0; i < 500 && ::access(fifo_out.c_str(), F_OK) != 0; ++i)
+        ::usleep(10000);
+    in_ = ::open(fifo_in.c_str(), O_WRONLY | O_CLOEXEC);
+    int out = ::open(fifo_out.c_str(), O_RDONLY | O_CLOEXEC);
+    out_ = out >= 0 ? ::fdopen(out, "r") : nullptr;
+}
+
+ChildProcess::~ChildProcess()
+{
+    closeInput();
+    if (out_)
+        std::fclose(out_);
+    if (pid_ > 0 && own_) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    } else if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+    }
+}
+
+bool ChildProcess::send(const std::string &line)
+{
+    std::string l = line + "\n";
+    return sendBytes(l.data(), l.size());
+}
+
+bool ChildProcess::sendBytes(const void *data, size_t len)
+{
+    const char *p = static_cast<const char *>(data);
+    while (len > 0) {
+        ssize_t n = ::write(in_, p, len);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= static_cast<size_t>(n);
+    }
+    return true;
+}
+
+void ChildProcess::closeInput()
+{
+    if (in_ >= 0)
+        ::close(in_);
+    in_ = -1;
+}
+
+bool ChildProcess::readLine(std::string *line)
+{
+    if (!out_)
+        return false;
+    char buf[512];
+    if (!std::fgets(buf, sizeof(buf), out_))
+        return false;
+    *line = buf;
+    while (!line->empty() && line->back() == '\n')
+        line->pop_back();
+    return true;
+}
+
+int ChildProcess::wait()
+{
+    int status = 0;
+    if (::waitpid(pid_, &status, 0) != pid_)
+        return -1;
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool runWriterRound(ChildProcess &writer, uint64_t seed, GroundTruth *truth)
+{
+    truth->written.clear();
+    truth->discarded.clear();
+    if (!writer.send("round " + std::to_string(seed)))
+        return false;
+    std::string line;
+    while (writer.readLine(&line)) {
+        unsigned long long s, e;
+        if (std::sscanf(line.c_str(), "w %llx %llx", &s, &e) == 2)
+            truth->written.push_back({s, e, false});
+        else if (std::sscanf(line.c_str(), "d %llx %llx", &s, &e) == 2)
+            truth->discarded.push_back({s, e, false});
+        else if (line.rfind("end ", 0) == 0)
+            return true;
+        else
+            return false;
+    }
+    return false;
+}
+
+std::vector<uint64_t> missingPages(const std::vector<PageRange> &collected,
+                                   const std::vector<PageRange> &truth, uint64_t page_size)
+{
+    std::vector<uint64_t> missing;
+    for (const auto &t : truth) {
+        for (uint64_t page = t.start; page < t.end; page += page_size) {
+            auto it = std::upper_bound(collected.begin(), collected.end(), page,
+                                       [](uint64_t a, const PageRange &r) { return a < r.start; });
+            bool covered = it != collected.begin() && std::prev(it)->end > page;
+            if (!covered)
+                missing.push_back(page);
+        }
+    }
+    return missing;
+}
+
+std::string buildDir()
+{
+    const char *d = std::getenv("OOH_TESTPROGS_DIR");
+    return d ? d : ".";
+}
+
+} // namespace ooh::test

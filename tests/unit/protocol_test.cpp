@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: Apache-2.0
+// The protocol over socketpairs: the handshake, bad input (garbage,
+// oversized, unknown type, wrong version, out of order) gets an error and
+// that connection is closed while the daemon keeps serving the others;
+// requests the peer's credentials do not allow are refused.
+#include "server_harness.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace ooh {
+namespace {
+
+using test::hello;
+using test::roundTrip;
+using test::ServerHarness;
+
+const PeerCredentials kRoot{::getpid(), 0, 0};
+const PeerCredentials kStranger{::getpid(), 4242, 4242};
+
+// After a fatal error the server closes: recv sees EOF.
+bool isClosed(int fd)
+{
+    char b;
+    return ::recv(fd, &b, 1, 0) == 0;
+}
+
+TEST(Protocol, HandshakeAndBackends)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    auto r = roundTrip(c.get(), hello());
+    ASSERT_TRUE(r.has_hello_reply());
+    EXPECT_EQ(r.request_id(), 1u);
+    EXPECT_EQ(r.hello_reply().protocol_version(), wire::kProtocolVersion);
+    wire::Envelope req;
+    req.set_request_id(2);
+    req.mutable_backends();
+    r = roundTrip(c.get(), req);
+    ASSERT_TRUE(r.has_backends_reply());
+    EXPECT_EQ(r.request_id(), 2u);
+    EXPECT_GE(r.backends_reply().backends_size(), 1);
+    EXPECT_EQ(r.backends_reply().backends(0).name(), "uffd-wp");
+}
+
+TEST(Protocol, GarbageClosesOnlyThatConnection)
+{
+    ServerHarness h(makeBackends());
+    auto bad = h.connect(kRoot);
+    auto good = h.connect(kRoot);
+    h.start();
+    ASSERT_TRUE(roundTrip(good.get(), hello()).has_hello_reply());
+    const char garbage[] = "\xff\xff\xff\xff\x0f garbage";
+    ASSERT_GT(::send(bad.get(), garbage, sizeof(garbage), 0), 0);
+    auto r = wire::receiveMessage(bad.get());
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->has_error());
+    EXPECT_EQ(r->error().errno_code(), EBADMSG);
+    EXPECT_TRUE(isClosed(bad.get()));
+    // The other client is still served.
+    wire::Envelope req;
+    req.set_request_id(7);
+    req.mutable_backends();
+    EXPECT_TRUE(roundTrip(good.get(), req).has_backends_reply());
+}
+
+TEST(Protocol, OversizedMessage)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    std::string big(wire::kMaxMessageBytes + 100, 'x');
+    ASSERT_GT(::send(c.get(), big.data(), big.size(), 0), 0);
+    auto r = wire::receiveMessage(c.get());
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->has_error());
+    EXPECT_EQ(r->error().errno_code(), EMSGSIZE);
+    EXPECT_TRUE(isClosed(c.get()));
+}
+
+TEST(Protocol, TruncatedMessage)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    std::string bytes = wire::encode(hello()).value();
+    ASSERT_GT(::send(c.get(), bytes.data(), bytes.size() - 1, 0), 0);
+    auto r = wire::receiveMessage(c.get());
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->has_error());
+    EXPECT_TRUE(isClosed(c.get()));
+}
+
+TEST(Protocol, UnknownMessageType)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    // Field 99 is no body type this daemon knows: decodes to BODY_NOT_SET.
+    const char unknown[] = {0x08, 0x05, static_cast<char>(0x9a), 0x06, 0x00};
+    ASSERT_GT(::send(c.get(), unknown, sizeof(unknown), 0), 0);
+    auto r = wire::receiveMessage(c.get());
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->has_error());
+    EXPECT_EQ(r->error().errno_code(), EPROTO);
+    EXPECT_TRUE(isClosed(c.get()));
+}
+
+TEST(Protocol, ReplyTypeFromClientIsAnError)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
+    wire::Envelope e;
+    e.set_request_id(3);
+    e.mutable_stats_reply()->set_pid(1);
+    auto r = roundTrip(c.get(), e);
+    ASSERT_TRUE(r.has_error());
+    EXPECT_EQ(r.error().errno_code(), EPROTO);
+    EXPECT_TRUE(isClosed(c.get()));
+}
+
+TEST(Protocol, WrongVersion)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    auto r = roundTrip(c.get(), hello(wire::kProtocolVersion + 1));
+    ASSERT_TRUE(r.has_error());
+    EXPECT_EQ(r.error().errno_code(), EPROTONOSUPPORT);
+    EXPECT_TRUE(isClosed(c.get()));
+}
+
+TEST(Protocol, RequestBeforeHello)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    wire::Envelope e;
+    e.set_request_id(4);
+    e.mutable_collect()->set_pid(1);
+    auto r = roundTrip(c.get(), e);
+    ASSERT_TRUE(r.has_error());
+    EXPECT_EQ(r.error().errno_code(), EPROTO);
+    EXPECT_TRUE(isClosed(c.get()));
+}
+
+TEST(Protocol, PidThePeerMayNotTouch)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kStranger);
+    h.start();
+    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
+    wire::Envelope e;
+    e.set_request_id(5);
+    e.mutable_track()->set_pid(1);  // init, owned by root
+    auto r = roundTrip(c.get(), e);
+    ASSERT_TRUE(r.has_error());
+    EXPECT_EQ(r.error().errno_code(), EPERM);
+    EXPECT_NE(r.error().message().find("uid 4242 may not trace pid 1"), std::string::npos)
+        << r.error().message();
+    // A refusal is not a protocol error: the connection stays usable.
+    e.set_request_id(6);
+    e.mutable_backends();
+    EXPECT_TRUE(roundTrip(c.get(), e).has_backends_reply());
+}
+
+TEST(Protocol, CollectOfUntrackedPid)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
+    wire::Envelope e;
+    e.set_request_id(8);
+    e.mutable_collect()->set_pid(::getpid());
+    auto r = roundTrip(c.get(), e);
+    ASSERT_TRUE(r.has_error());
+    EXPECT_EQ(r.error().errno_code(), ENOENT);
+    EXPECT_NE(r.error().message().find("not tracked"), std::string::npos);
+}
+
+TEST(Protocol, UnknownBackendIsRefused)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
+    wire::Envelope e;
+    e.set_request_id(9);
+    e.mutable_track()->set_pid(::getpid());
+    e.mutable_track()->set_backend("no-such-backend");
+    auto r = roundTrip(c.get(), e);
+    ASSERT_TRUE(r.has_error());
+    EXPECT_EQ(r.error().errno_code(), EINVAL);
+    EXPECT_NE(r.error().message().find("unknown backend"), std::string::npos);
+}
+
+} // namespace
+} // namespace ooh
