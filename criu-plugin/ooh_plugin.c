@@ -151,12 +151,16 @@ static int ooh_track_mem(int pid)
 	}
 
 	/* Still tracked since an earlier dump: keep its epochs going. */
-	if (ooh_get_stats(ooh.client, pid, &stats) == 0 && stats.alive) {
+	ret = ooh_get_stats(ooh.client, pid, &stats);
+	if (ret == 0 && stats.alive) {
 		pr_info("%d is tracked by oohd (%s backend, epoch %llu)\n", pid, stats.backend,
 			(unsigned long long)stats.epoch);
 		t->session = stats.tracked_since_ns;
 		return 0;
 	}
+	/* Its history can't be trusted: the new session dumps it in full. */
+	if (ret == 0)
+		pr_warn("oohd lost track of %d: tracking it anew, this dump saves all its pages\n", pid);
 
 	ret = ooh_track(ooh.client, pid, NULL, &t->start_time);
 	if (ret < 0) {
