@@ -20,7 +20,9 @@
  *        EPT dirty bit the guest's page walks set, is in the stock PML log
  *        but never in the EPML log;
  *    E2  a 4-slot buffer and 10 writes: 4 entries, overflow count 6,
- *        notified.
+ *        notified;
+ *    E3  the guest disarms EPML (address bit 0 clear): 5 fresh pages are
+ *        written, stock PML logs them, the EPML buffer stays untouched.
  *
  * Output goes to port 0xE9; the last line is "epml-test: RESULT pass=N
  * fail=N skip=N"; then the kernel asks Bochs to quit through port 0x8900.
@@ -47,6 +49,8 @@
 #define E2_FIRST	900u
 #define E2_PAGES	10u
 #define E2_SLOTS	4u
+#define E3_FIRST	910u
+#define E3_PAGES	5u
 
 /* ---- VMCS encodings (architectural) ---- */
 #define VMCS_GUEST_ES_SEL	0x0800
@@ -180,7 +184,8 @@
 #define EPT_DIRTY		(1ull << 9)
 
 enum vmcall_nr {
-	VMCALL_S1 = 1, VMCALL_S2, VMCALL_S3, VMCALL_E1, VMCALL_E2, VMCALL_DONE,
+	VMCALL_S1 = 1, VMCALL_S2, VMCALL_S3, VMCALL_E1, VMCALL_E2, VMCALL_E3,
+	VMCALL_DONE,
 };
 
 struct guest_regs {	/* pushal layout */
@@ -235,6 +240,7 @@ static struct epml_entry g_log[1024];
 static volatile uint32_t g_log_count;
 static volatile uint32_t g_full_irqs, g_ovf_irqs, g_vmx_errors;
 static volatile uint32_t g_e2_index, g_e2_overflow;
+static volatile uint32_t g_e3_index, g_e3_overflow;
 static volatile uint32_t g_sink;
 
 /* ---------------------------------------------------------------- I/O */
@@ -526,6 +532,17 @@ void guest_main(void)
 		for (uint32_t s = E2_SLOTS; s-- > 0;)
 			g_log[g_log_count++] = epml_buf[s];
 		vmcall(VMCALL_E2);
+
+		/* E3: disarmed (bit 0 clear), with room in the buffer. */
+		guest_epml_arm(EPML_VEC_FULL, EPML_ENTRIES - 1);
+		g_vmx_errors += vmwrite(VMCS_EPML_ADDRESS, (uint32_t)(uintptr_t)epml_buf);
+		for (i = E3_FIRST; i < E3_FIRST + E3_PAGES; i++)
+			region_page(i)[0] = 0xe3000000u | i;
+		g_vmx_errors += vmread(VMCS_EPML_INDEX, &index);
+		g_e3_index = index & 0xffff;
+		g_vmx_errors += vmread(VMCS_EPML_OVERFLOW, &index);
+		g_e3_overflow = index;
+		vmcall(VMCALL_E3);
 	}
 	vmcall(VMCALL_DONE);
 	for (;;)
@@ -688,6 +705,11 @@ static uint32_t handle_vmcall(uint32_t nr)
 		      "epml: a 4-slot buffer holds the first 4 writes");
 		check(g_e2_overflow == E2_PAGES - E2_SLOTS && g_ovf_irqs >= 1,
 		      "epml: the 6 writes that did not fit are counted and notified");
+		break;
+	case VMCALL_E3:
+		check(pml_log_matches(E3_FIRST, E3_PAGES, 1, &pt_seen) &&
+		      g_e3_index == EPML_ENTRIES - 1 && g_e3_overflow == 0 && g_vmx_errors == 0,
+		      "epml: disarmed by the guest, nothing is logged; stock PML still is");
 		break;
 	case VMCALL_DONE:
 		check(vmwrite_errors == 0, "host: every VMWRITE succeeded");
