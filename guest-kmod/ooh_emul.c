@@ -32,7 +32,7 @@ struct ooh_emul {
 static struct ooh_emul *ooh_emul_dev;
 
 /* Runs @cmd on the calling CPU's slot; preemption must be off. */
-static int ooh_emul_call(struct ooh_emul *e, u32 cmd, u32 arg)
+static int ooh_emul_call(struct ooh_emul *e, u32 cmd, u32 arg, u64 arg64)
 {
 	int cpu = smp_processor_id();
 	struct ooh_pmldev_vcpu *v;
@@ -43,6 +43,7 @@ static int ooh_emul_call(struct ooh_emul *e, u32 cmd, u32 arg)
 	v = &e->hdr->vcpu[cpu];
 	WRITE_ONCE(v->cmd, cmd);
 	WRITE_ONCE(v->arg, arg);
+	WRITE_ONCE(v->arg64, arg64);
 	seq = READ_ONCE(v->doorbell) + 1;
 	/* The plugin runs the command before our next instruction. */
 	WRITE_ONCE(v->doorbell, seq);
@@ -56,8 +57,29 @@ static void ooh_emul_ident(void *data)
 {
 	struct ooh_emul *e = data;
 
-	if (ooh_emul_call(e, OOH_PMLDEV_CMD_IDENT, smp_processor_id()))
+	if (ooh_emul_call(e, OOH_PMLDEV_CMD_IDENT, smp_processor_id(), 0))
 		e->ident_errors++;
+}
+
+/*
+ * Teaches the plugin how its view of addresses maps to guest-physical ones:
+ * a store to a page we know the address of, then CALIBRATE, with interrupts
+ * off so that no other store comes in between.
+ */
+static int ooh_emul_calibrate(struct ooh_emul *e)
+{
+	struct page *page = alloc_page(GFP_KERNEL);
+	unsigned long flags;
+	int ret;
+
+	if (!page)
+		return -ENOMEM;
+	local_irq_save(flags);
+	WRITE_ONCE(*(u64 *)page_address(page), 0x4f6f48);
+	ret = ooh_emul_call(e, OOH_PMLDEV_CMD_CALIBRATE, 0, page_to_phys(page));
+	local_irq_restore(flags);
+	__free_page(page);
+	return ret;
 }
 
 static void ooh_emul_enable(struct ooh_transport *t, int cpu, u32 tag, u32 mode)
@@ -86,7 +108,7 @@ static int ooh_emul_flush_rearm(struct ooh_transport *t)
 	int ret;
 
 	preempt_disable();
-	ret = ooh_emul_call(t->priv, OOH_PMLDEV_CMD_FLUSH_REARM, 0);
+	ret = ooh_emul_call(t->priv, OOH_PMLDEV_CMD_FLUSH_REARM, 0, 0);
 	preempt_enable();
 	return ret;
 }
@@ -171,6 +193,11 @@ static int ooh_emul_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (e->ident_errors) {
 		dev_err(&pdev->dev, "the qemu-pml plugin does not answer (%d CPUs)\n",
 			e->ident_errors);
+		return -ENODEV;
+	}
+	ret = ooh_emul_calibrate(e);
+	if (ret) {
+		dev_err(&pdev->dev, "cannot calibrate the plugin's addresses: %d\n", ret);
 		return -ENODEV;
 	}
 

@@ -772,6 +772,13 @@ static long ooh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	return -ENOTTY;
 }
 
+static int ooh_open(struct inode *inode, struct file *file)
+{
+	/* misc_open left the miscdevice here; the tracker goes here instead. */
+	file->private_data = NULL;
+	return nonseekable_open(inode, file);
+}
+
 static int ooh_release(struct inode *inode, struct file *file)
 {
 	struct ooh_tracker *tr = file->private_data;
@@ -783,6 +790,7 @@ static int ooh_release(struct inode *inode, struct file *file)
 
 static const struct file_operations ooh_fops = {
 	.owner = THIS_MODULE,
+	.open = ooh_open,
 	.unlocked_ioctl = ooh_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.release = ooh_release,

@@ -10,7 +10,7 @@
  * into the vCPU's ring in shared memory. FLUSH_REARM flushes every buffer and
  * clears every dirty bit, so the next write to any page is logged again.
  *
- * usage: -plugin libqemu_pml.so,file=<shm file>[,verbose=on]
+ * usage: -plugin libqemu_pml.so,shm=<shm file>[,verbose=on]
  * with   -object memory-backend-file,id=pml,share=on,mem-path=<shm file>,size=16M
  *        -device ivshmem-plain,memdev=pml
  */
@@ -38,11 +38,28 @@ OOH_PLUGIN_EXPORT int qemu_plugin_version = OOH_QEMU_PLUGIN_API_VERSION;
 #define DIRTY_PAGES (1ull << 24)
 #define NO_SLOT (-1)
 
+/*
+ * EPML logs the first write through each guest-virtual page of a tracked
+ * task (the guest page table's dirty bit), so it remembers (tag, GVA) pairs:
+ * a frame first written by the kernel through another mapping (a page fault
+ * zeroing it) must not hide the task's own write to it.
+ */
+struct gva_slot {
+	uint64_t gva;
+	uint32_t tag;
+	uint32_t gen;		/* 0 or an old generation: empty */
+};
+
 struct pml_vcpu {
 	pthread_mutex_t lock;
 	int slot;		/* guest CPU bound by IDENT, or NO_SLOT */
+	uint64_t last_phys;	/* of the last store outside the device */
 	unsigned int count;
 	struct ooh_pmldev_entry buf[OOH_PMLDEV_BUFFER_ENTRIES];
+	/* touched by this vCPU's thread only */
+	struct gva_slot *seen;
+	uint64_t seen_cap, seen_used;
+	uint32_t seen_gen;
 };
 
 static struct {
@@ -52,6 +69,10 @@ static struct {
 	uint64_t *dirty;	/* DIRTY_PAGES bits */
 	struct pml_vcpu vcpu[OOH_PMLDEV_MAX_VCPUS];
 	pthread_mutex_t rearm_lock;
+	uint32_t gen;		/* bumped by every FLUSH_REARM, starts at 1 */
+	/* API address minus guest-physical address, learnt by CALIBRATE */
+	uint64_t phys_delta;
+	bool calibrated;
 	bool verbose;
 	uint64_t overflow_logged;
 } pml;
@@ -130,7 +151,7 @@ static void flush_rearm(void)
 	for (i = 0; i < DIRTY_PAGES / 64; i++)
 		if (pml.dirty[i])
 			__atomic_store_n(&pml.dirty[i], 0, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&pml.gen, 1, __ATOMIC_SEQ_CST);
 	pml.hdr->rearms++;
 	pthread_mutex_unlock(&pml.rearm_lock);
 }
@@ -157,11 +178,75 @@ static void doorbell(unsigned int cpu, int slot)
 	case OOH_PMLDEV_CMD_FLUSH_REARM:
 		flush_rearm();
 		break;
+	case OOH_PMLDEV_CMD_CALIBRATE:
+		__atomic_store_n(&pml.phys_delta,
+				 (pml.vcpu[cpu].last_phys & PAGE_MASK_) - (ctl->arg64 & PAGE_MASK_),
+				 __ATOMIC_RELEASE);
+		pml.calibrated = true;
+		if (pml.verbose)
+			say("qemu-pml: address correction %#" PRIx64 "\n", pml.phys_delta);
+		break;
 	default:
 		status = -ENOSYS;
 	}
 	ctl->status = status;
 	__atomic_store_n(&ctl->ack, ctl->doorbell, __ATOMIC_RELEASE);
+}
+
+static uint64_t gva_hash(uint64_t gva, uint32_t tag)
+{
+	uint64_t h = (gva >> OOH_PMLDEV_PAGE_SHIFT) ^ ((uint64_t)tag << 40);
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h;
+}
+
+static void gva_insert(struct gva_slot *t, uint64_t cap, uint64_t gva, uint32_t tag,
+		       uint32_t gen)
+{
+	uint64_t i = gva_hash(gva, tag) & (cap - 1);
+
+	while (t[i].gen == gen)
+		i = (i + 1) & (cap - 1);
+	t[i].gva = gva;
+	t[i].tag = tag;
+	t[i].gen = gen;
+}
+
+/* True if (tag, gva) was logged since the last re-arm; else remembers it. */
+static bool gva_seen(struct pml_vcpu *v, uint64_t gva, uint32_t tag)
+{
+	uint32_t gen = __atomic_load_n(&pml.gen, __ATOMIC_ACQUIRE);
+	uint64_t i;
+
+	if (v->seen_gen != gen) {
+		v->seen_gen = gen;	/* older entries now read as empty */
+		v->seen_used = 0;
+	}
+	if (!v->seen || v->seen_used * 2 >= v->seen_cap) {
+		uint64_t cap = v->seen ? v->seen_cap * 2 : 4096, k;
+		struct gva_slot *t = calloc(cap, sizeof(*t));
+
+		if (!t)
+			return false;	/* log it again: over-reporting is fine */
+		for (k = 0; v->seen && k < v->seen_cap; k++)
+			if (v->seen[k].gen == gen)
+				gva_insert(t, cap, v->seen[k].gva, v->seen[k].tag, gen);
+		free(v->seen);
+		v->seen = t;
+		v->seen_cap = cap;
+	}
+	for (i = gva_hash(gva, tag) & (v->seen_cap - 1); v->seen[i].gen == gen;
+	     i = (i + 1) & (v->seen_cap - 1))
+		if (v->seen[i].gva == gva && v->seen[i].tag == tag)
+			return true;
+	v->seen[i].gva = gva;
+	v->seen[i].tag = tag;
+	v->seen[i].gen = gen;
+	v->seen_used++;
+	return false;
 }
 
 static void log_page(unsigned int cpu, uint64_t gpa, uint64_t gva, uint32_t mode)
@@ -170,7 +255,10 @@ static void log_page(unsigned int cpu, uint64_t gpa, uint64_t gva, uint32_t mode
 	uint64_t pfn = gpa >> OOH_PMLDEV_PAGE_SHIFT;
 	struct ooh_pmldev_entry *e;
 
-	if (pfn < DIRTY_PAGES) {
+	if (mode & OOH_PMLDEV_LOG_GVA) {
+		if (gva_seen(v, gva & PAGE_MASK_, slot_ctl(v->slot)->tag))
+			return;
+	} else if (pfn < DIRTY_PAGES) {
 		uint64_t bit = 1ull << (pfn & 63);
 
 		if (__atomic_load_n(&pml.dirty[pfn / 64], __ATOMIC_RELAXED) & bit)
@@ -223,12 +311,14 @@ static void on_store(unsigned int cpu, qemu_plugin_meminfo_t info,
 		return;	/* the device's own memory is never logged */
 	}
 
+	pml.vcpu[cpu].last_phys = gpa;
 	slot = pml.vcpu[cpu].slot;
 	if (slot == NO_SLOT)
 		return;
 	mode = slot_ctl(slot)->mode;
 	if (!mode)
 		return;
+	gpa -= __atomic_load_n(&pml.phys_delta, __ATOMIC_RELAXED);
 	log_page(cpu, gpa, vaddr, mode);
 
 	/* A store that straddles a page boundary dirties both pages. */
@@ -237,7 +327,7 @@ static void on_store(unsigned int cpu, qemu_plugin_meminfo_t info,
 	if ((last & PAGE_MASK_) != (vaddr & PAGE_MASK_)) {
 		hw = qemu_plugin_get_hwaddr(info, last);
 		if (hw && !qemu_plugin_hwaddr_is_io(hw))
-			log_page(cpu, qemu_plugin_hwaddr_phys_addr(hw), last, mode);
+			log_page(cpu, qemu_plugin_hwaddr_phys_addr(hw) - pml.phys_delta, last, mode);
 		else
 			log_page(cpu, (gpa & PAGE_MASK_) + PAGE_SIZE_, last, mode);
 	}
@@ -324,8 +414,8 @@ OOH_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
 		return -1;
 	}
 	for (i = 0; i < argc; i++) {
-		if (!strncmp(argv[i], "file=", 5))
-			file = argv[i] + 5;
+		if (!strncmp(argv[i], "shm=", 4))
+			file = argv[i] + 4;
 		else if (!strcmp(argv[i], "verbose=on"))
 			pml.verbose = true;
 		else {
@@ -334,13 +424,14 @@ OOH_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
 		}
 	}
 	if (!file) {
-		say("qemu-pml: file=<shared memory file> is required\n");
+		say("qemu-pml: shm=<shared memory file> is required\n");
 		return -1;
 	}
 	pml.dirty = calloc(DIRTY_PAGES / 64, sizeof(uint64_t));
 	if (!pml.dirty || map_shm(file))
 		return -1;
 	pthread_mutex_init(&pml.rearm_lock, NULL);
+	pml.gen = 1;
 	for (i = 0; i < OOH_PMLDEV_MAX_VCPUS; i++) {
 		pthread_mutex_init(&pml.vcpu[i].lock, NULL);
 		pml.vcpu[i].slot = NO_SLOT;

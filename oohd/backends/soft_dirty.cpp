@@ -181,9 +181,13 @@ public:
         soft_dirty::appendVanishedPages(present_, present_now_, pageSize(), found);
         present_ = std::move(present_now_);
         present_now_.clear();
-        for (PageRange r : soft_dirty::newMappingRanges(maps_, *maps)) {
-            r.wholesale = true;
-            found.push_back(r);
+        // pagemap reads report a new or merged VMA's pages soft-dirty by
+        // its VM_SOFTDIRTY flag; PAGEMAP_SCAN may not report its holes.
+        if (pagemap_scan_) {
+            for (PageRange r : soft_dirty::newMappingRanges(maps_, *maps)) {
+                r.wholesale = true;
+                found.push_back(r);
+            }
         }
         // Reset while every thread is still stopped: nothing can be written
         // between the read above and this.

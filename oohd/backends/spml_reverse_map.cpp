@@ -32,7 +32,7 @@ void SpmlReverseMap::reset(std::vector<PagemapPage> snapshot)
 
 std::vector<PageRange> SpmlReverseMap::update(std::span<const uint64_t> gpas,
                                               std::vector<PagemapPage> now, uint64_t page_size,
-                                              bool moves)
+                                              bool appeared)
 {
     FrameIndex now_index = buildIndex(now);
     std::vector<uint64_t> dirty;
@@ -54,11 +54,11 @@ std::vector<PageRange> SpmlReverseMap::update(std::span<const uint64_t> gpas,
                 dirty.push_back(prev_[i].va);
             ++i;
         } else if (i == prev_.size() || now[j].va < prev_[i].va) {
-            if (moves && location(now[j]))
+            if (appeared && location(now[j]))
                 dirty.push_back(now[j].va);
             ++j;
         } else {
-            if (moves && location(prev_[i]) != location(now[j]))
+            if (location(prev_[i]) != location(now[j]))
                 dirty.push_back(now[j].va);
             ++i;
             ++j;

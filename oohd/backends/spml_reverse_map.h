@@ -37,11 +37,13 @@ public:
 
     // Dirty pages for the logged frames `gpas` (byte addresses), given the
     // snapshot taken after them; `now` becomes the previous snapshot. Pages
-    // that went away are always reported (discarded: changed, not written);
-    // pages that appeared or moved only with `moves` (SPML: their writes may
-    // have been logged under a frame no snapshot shows).
+    // that went away or moved (frame or swap slot changed) are always
+    // reported: a discarded page changed without a write, and khugepaged
+    // may refill it; pages that appeared only with `appeared` (SPML: a page
+    // written and moved within one epoch was logged under a frame that no
+    // snapshot shows).
     std::vector<PageRange> update(std::span<const uint64_t> gpas, std::vector<PagemapPage> now,
-                                  uint64_t page_size, bool moves = true);
+                                  uint64_t page_size, bool appeared = true);
 
     size_t pages() const { return prev_.size(); }
 

@@ -29,6 +29,13 @@
  * logged again. Entries up to rearm_head belong to the epoch that ends here.
  */
 #define OOH_PMLDEV_CMD_FLUSH_REARM 2u
+/*
+ * arg64 = the guest-physical address of the page this vCPU last stored to
+ * outside the device (with interrupts off in between). QEMU 7.2's plugin API
+ * returns RAM addresses shifted by the RAM block's place among all blocks;
+ * the plugin learns the correction from this.
+ */
+#define OOH_PMLDEV_CMD_CALIBRATE 3u
 
 struct ooh_pmldev_entry {
 	__u64 gpa;	/* page-aligned guest-physical address */
@@ -46,7 +53,8 @@ struct ooh_pmldev_vcpu {
 	__u32 arg;
 	__u64 doorbell;		/* the store to this field runs cmd */
 	__u64 tail;		/* guest: entries consumed from this slot's ring */
-	__u64 pad0[4];
+	__u64 arg64;
+	__u64 pad0[3];
 	/* plugin -> guest */
 	__u64 ack;		/* = doorbell once cmd has run */
 	__s32 status;		/* 0 or -errno of the last cmd */

@@ -1,0 +1,593 @@
+// SPDX-License-Identifier: Apache-2.0
+// ooh-guest-check: the test driver that runs inside the VM. Each subcommand
+// checks one thing and prints one result line that the host parses:
+//   OOH-RESULT <name> PASS|FAIL|SKIP <detail>
+// plus "OOH-BENCH ..." lines with ratios for bench/vm.
+#include "backend.h"
+#include "ooh_ring.h"
+#include "page_range.h"
+#include "process.h"
+#include "soft_dirty.h"
+
+#include "../../guest-kmod/include/uapi/ooh_ring.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace ooh;
+
+namespace {
+
+const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+
+int result(const std::string &name, const char *verdict, const std::string &detail)
+{
+    std::printf("OOH-RESULT %s %s %s\n", name.c_str(), verdict, detail.c_str());
+    std::fflush(stdout);
+    return std::strcmp(verdict, "FAIL") == 0 ? 1 : 0;
+}
+
+// A child that sleeps until killed; the target of the ring tests.
+pid_t spawnSleeper()
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (;;)
+            pause();
+    }
+    return pid;
+}
+
+void reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+}
+
+struct Track {
+    int ctl = -1;
+    ooh_track_req req = {};
+    int err = 0;
+};
+
+Track trackPid(pid_t pid, int mem_fd, uint32_t mode = OOH_MODE_SPML, uint32_t entries = 0)
+{
+    Track t;
+    t.ctl = open(OOH_CTL_DEVICE, O_RDWR | O_CLOEXEC);
+    if (t.ctl < 0) {
+        t.err = errno;
+        return t;
+    }
+    t.req.size = sizeof(t.req);
+    t.req.mode = mode;
+    t.req.pid = pid;
+    t.req.mem_fd = mem_fd;
+    t.req.ring_entries = entries;
+    if (ioctl(t.ctl, OOH_IOC_TRACK, &t.req) != 0)
+        t.err = errno;
+    return t;
+}
+
+int openMem(pid_t pid)
+{
+    return open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+}
+
+// /dev/ooh-ctl, OOH_IOC_INFO, one tracker's ring through UIO, collect, close.
+int cmdRing()
+{
+    const std::string name = "ring";
+    int ctl = open(OOH_CTL_DEVICE, O_RDWR | O_CLOEXEC);
+    if (ctl < 0)
+        return result(name, "FAIL", std::string("open " OOH_CTL_DEVICE ": ") + strerror(errno));
+    ooh_info info = {};
+    info.size = sizeof(info);
+    if (ioctl(ctl, OOH_IOC_INFO, &info) != 0 || info.abi_version != OOH_ABI_VERSION ||
+        !(info.transports & OOH_TRANSPORT_EMULATED))
+        return result(name, "FAIL", "OOH_IOC_INFO: no emulated transport");
+    close(ctl);
+
+    pid_t child = spawnSleeper();
+    int mem = openMem(child);
+    Track t = trackPid(child, mem);
+    if (t.err) {
+        reap(child);
+        return result(name, "FAIL", std::string("OOH_IOC_TRACK: ") + strerror(t.err));
+    }
+    std::string sys = "/sys/class/uio/uio" + std::to_string(t.req.uio_index) + "/name";
+    std::string uio = oohUioDevicePath(t.req.uio_index);
+    std::string fail;
+    int fd = uio.empty() ? -1 : open(uio.c_str(), O_RDWR | O_CLOEXEC);
+    void *map = fd < 0 ? MAP_FAILED
+                       : mmap(nullptr, t.req.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        fail = "cannot map the ring of " + sys;
+    } else {
+        auto *hdr = static_cast<ooh_ring_header *>(map);
+        ooh_collect_req c = {};
+        c.size = sizeof(c);
+        if (hdr->magic != OOH_RING_MAGIC || hdr->capacity != OOH_RING_DEFAULT_ENTRIES ||
+            hdr->pid != child || hdr->mode != OOH_MODE_SPML || hdr->threads != 1)
+            fail = "bad ring header";
+        else if (ioctl(t.ctl, OOH_IOC_COLLECT, &c) != 0 || hdr->collects != 1)
+            fail = std::string("OOH_IOC_COLLECT: ") + strerror(errno);
+        else {
+            // One tracker per fd.
+            ooh_track_req again = t.req;
+            again.mem_fd = mem;
+            if (ioctl(t.ctl, OOH_IOC_TRACK, &again) == 0 || errno != EBUSY)
+                fail = "second OOH_IOC_TRACK on one fd was not EBUSY";
+        }
+        munmap(map, t.req.ring_bytes);
+    }
+    if (fd >= 0)
+        close(fd);
+    close(t.ctl);
+    close(mem);
+    // Closing the fd removes the tracker's UIO device.
+    struct stat st;
+    if (fail.empty() && stat(sys.c_str(), &st) == 0)
+        fail = sys + " still there after close";
+    reap(child);
+    if (!fail.empty())
+        return result(name, "FAIL", fail);
+    return result(name, "PASS",
+                  std::string("transport '") + info.transport + "', ring on " + uio);
+}
+
+// Who may track whom.
+int cmdPermission()
+{
+    const std::string name = "permission";
+    pid_t a = spawnSleeper(), b = spawnSleeper();
+    std::string fail;
+
+    int mem_b = openMem(b);
+    Track t = trackPid(a, mem_b);  // a's pid with b's mem fd
+    if (t.err != EPERM)
+        fail = "another process's mem fd: got " + std::string(strerror(t.err)) + ", want EPERM";
+    close(t.ctl);
+
+    int environ_fd =
+        open(("/proc/" + std::to_string(a) + "/environ").c_str(), O_RDONLY | O_CLOEXEC);
+    t = trackPid(a, environ_fd);  // holds a's mm too, but is no ptrace proof
+    if (fail.empty() && t.err != EPERM)
+        fail = "environ fd: got " + std::string(strerror(t.err)) + ", want EPERM";
+    close(t.ctl);
+
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    t = trackPid(a, devnull);
+    if (fail.empty() && t.err != EPERM)
+        fail = "/dev/null as mem fd: got " + std::string(strerror(t.err)) + ", want EPERM";
+    close(t.ctl);
+
+    reap(b);
+    t = trackPid(b, mem_b);  // b is gone
+    if (fail.empty() && t.err != ESRCH)
+        fail = "exited pid: got " + std::string(strerror(t.err)) + ", want ESRCH";
+    close(t.ctl);
+
+    // An unprivileged user cannot even open the control device.
+    pid_t user = fork();
+    if (user == 0) {
+        if (setgid(65534) || setuid(65534))
+            _exit(3);
+        int fd = open(OOH_CTL_DEVICE, O_RDWR);
+        _exit(fd < 0 && errno == EACCES ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(user, &status, 0);
+    if (fail.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        fail = "user 65534 could open " OOH_CTL_DEVICE;
+
+    int mem_a = openMem(a);
+    t = trackPid(a, mem_a);
+    if (fail.empty() && t.err)
+        fail = std::string("root with the right mem fd: ") + strerror(t.err);
+    close(t.ctl);
+    close(mem_a);
+    close(mem_b);
+    close(environ_fd);
+    close(devnull);
+    reap(a);
+    if (!fail.empty())
+        return result(name, "FAIL", fail);
+    return result(name, "PASS", "wrong mem fd, environ fd, non-proc fd: EPERM; exited: ESRCH; "
+                                "user 65534: EACCES; right mem fd: tracked");
+}
+
+std::unique_ptr<Backend> makeBackend(const std::string &name, const std::string &mode)
+{
+    if (name == "ooh")
+        return std::make_unique<OohBackend>(mode == "epml" ? OohBackend::Mode::Epml
+                                                           : OohBackend::Mode::Spml);
+    if (name == "soft-dirty")
+        return std::make_unique<SoftDirtyBackend>();
+    return nullptr;
+}
+
+// Talks to ooh-dirty-writer over pipes.
+struct Writer {
+    pid_t pid = -1;
+    FILE *in = nullptr;
+    FILE *out = nullptr;
+
+    bool start(const std::string &path)
+    {
+        int to[2], from[2];
+        if (pipe(to) || pipe(from))
+            return false;
+        pid = fork();
+        if (pid == 0) {
+            dup2(to[0], 0);
+            dup2(from[1], 1);
+            close(to[1]);
+            close(from[0]);
+            execl(path.c_str(), path.c_str(), "--fifo-dir", "/tmp", nullptr);
+            _exit(127);
+        }
+        close(to[0]);
+        close(from[1]);
+        in = fdopen(to[1], "w");
+        out = fdopen(from[0], "r");
+        char line[256];
+        return fgets(line, sizeof(line), out) && std::strncmp(line, "ready", 5) == 0;
+    }
+
+    // Runs one round; fills the pages written or discarded.
+    bool round(uint64_t seed, std::vector<PageRange> &truth)
+    {
+        std::fprintf(in, "round %" PRIu64 "\n", seed);
+        std::fflush(in);
+        char line[256];
+        while (fgets(line, sizeof(line), out)) {
+            char kind;
+            unsigned long long s, e;
+            if (std::strncmp(line, "end", 3) == 0)
+                return true;
+            // (wholesale marks a discard here, only for messages)
+            if (std::sscanf(line, "%c %llx %llx", &kind, &s, &e) == 3)
+                truth.push_back({s, e, kind == 'd'});
+        }
+        return false;
+    }
+
+    ~Writer()
+    {
+        if (in) {
+            std::fprintf(in, "exit\n");
+            std::fclose(in);
+        }
+        if (out)
+            std::fclose(out);
+        if (pid > 0)
+            waitpid(pid, nullptr, 0);
+    }
+};
+
+bool covered(const std::vector<PageRange> &ranges, uint64_t page)
+{
+    auto it = std::upper_bound(ranges.begin(), ranges.end(), page,
+                               [](uint64_t p, const PageRange &r) { return p < r.start; });
+    return it != ranges.begin() && std::prev(it)->end > page;
+}
+
+// The ground truth: every page the writer wrote or discarded is reported.
+int cmdGroundTruth(const std::string &name, const std::string &backend_name,
+                   const std::string &mode, const std::string &writer_path, int rounds)
+{
+    auto backend = makeBackend(backend_name, mode);
+    if (!backend)
+        return result(name, "FAIL", "unknown backend " + backend_name);
+    BackendProbe probe = backend->probe();
+    if (!probe.available)
+        return result(name, "FAIL", backend_name + " unavailable: " + probe.reason);
+    Writer w;
+    if (!w.start(writer_path))
+        return result(name, "FAIL", "cannot start " + writer_path);
+    auto proc = Process::open(w.pid);
+    if (!proc)
+        return result(name, "FAIL", proc.error().message);
+    auto tracker = backend->track(*proc);
+    if (!tracker)
+        return result(name, "FAIL", "track: " + tracker.error().message);
+
+    uint64_t written = 0, reported_exact = 0, reported_whole = 0, wholesale_rounds = 0;
+    for (int r = 1; r <= rounds; ++r) {
+        std::vector<PageRange> truth;
+        if (!w.round(1000 + static_cast<uint64_t>(r), truth))
+            return result(name, "FAIL", "writer stopped in round " + std::to_string(r));
+        std::vector<PageRange> got;
+        auto c = (*tracker)->collect(got);
+        if (!c)
+            return result(name, "FAIL", "collect: " + c.error().message);
+        got = normalizeRanges(std::move(got));
+        bool whole = false;
+        for (const auto &g : got) {
+            (g.wholesale ? reported_whole : reported_exact) += g.bytes() / kPage;
+            whole |= g.wholesale;
+        }
+        wholesale_rounds += whole;
+        for (const auto &t : truth) {
+            for (uint64_t p = t.start; p < t.end; p += kPage) {
+                ++written;
+                if (!covered(got, p)) {
+                    // Where the page lives now, to tell lost logs from lost frames.
+                    uint64_t entry = 0;
+                    int pm = open(("/proc/" + std::to_string(w.pid) + "/pagemap").c_str(),
+                                  O_RDONLY | O_CLOEXEC);
+                    if (pm >= 0 && pread(pm, &entry, 8, static_cast<off_t>(p / kPage * 8)) != 8)
+                        entry = 0;
+                    if (pm >= 0)
+                        close(pm);
+                    char detail[200];
+                    std::snprintf(detail, sizeof(detail),
+                                  "round %d: page %#" PRIx64 " %s but not reported (pagemap %#" PRIx64
+                                  ", %zu ranges reported)",
+                                  r, p, t.wholesale ? "discarded" : "written", entry, got.size());
+                    return result(name, "FAIL", detail);
+                }
+            }
+        }
+    }
+    char detail[256];
+    std::snprintf(detail, sizeof(detail),
+                  "%d rounds, %" PRIu64 " pages written, all reported (%" PRIu64
+                  " exact + %" PRIu64 " wholesale pages reported, %" PRIu64
+                  " rounds wholesale)",
+                  rounds, written, reported_exact, reported_whole, wholesale_rounds);
+    std::printf("OOH-BENCH groundtruth %s %s rounds=%d written=%" PRIu64 " exact=%" PRIu64
+                " wholesale=%" PRIu64 " wholesale_rounds=%" PRIu64 "\n",
+                backend_name.c_str(), mode.empty() ? "-" : mode.c_str(), rounds, written,
+                reported_exact, reported_whole, wholesale_rounds);
+    return result(name, "PASS", detail);
+}
+
+// A child that writes `pages` pages of a fresh mapping each time it reads a
+// byte from its pipe, and answers with the mapping's address.
+struct Burster {
+    pid_t pid = -1;
+    int cmd = -1, ans = -1;
+
+    bool start(uint64_t pages)
+    {
+        int a[2], b[2];
+        if (pipe(a) || pipe(b))
+            return false;
+        pid = fork();
+        if (pid == 0) {
+            auto *mem = static_cast<volatile uint8_t *>(
+                mmap(nullptr, pages * kPage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+            char n;
+            uint64_t round = 0;
+            while (read(a[0], &n, 1) == 1) {
+                ++round;
+                uint64_t count = static_cast<uint8_t>(n) == 255 ? pages : static_cast<uint8_t>(n);
+                for (uint64_t p = 0; p < count; ++p)
+                    mem[p * kPage + (round % 64)] = static_cast<uint8_t>(round);
+                uintptr_t base = reinterpret_cast<uintptr_t>(mem);
+                if (write(b[1], &base, sizeof(base)) != sizeof(base))
+                    _exit(1);
+            }
+            _exit(0);
+        }
+        cmd = a[1];
+        ans = b[0];
+        return true;
+    }
+
+    // Writes the first n pages (255 = all); returns the mapping's address.
+    uintptr_t burst(uint8_t n)
+    {
+        uintptr_t base = 0;
+        if (write(cmd, &n, 1) != 1 || read(ans, &base, sizeof(base)) != sizeof(base))
+            return 0;
+        return base;
+    }
+
+    ~Burster()
+    {
+        close(cmd);
+        close(ans);
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+        }
+    }
+};
+
+// A burst larger than the ring: reported wholesale, never silently short.
+int cmdOverflow(const std::string &mode)
+{
+    const std::string name = "overflow-" + mode;
+    const uint64_t pages = 4096;
+    setenv("OOH_RING_ENTRIES", "512", 1);
+    OohBackend backend(mode == "epml" ? OohBackend::Mode::Epml : OohBackend::Mode::Spml);
+    if (!backend.probe().available)
+        return result(name, "FAIL", "ooh backend unavailable");
+    Burster b;
+    if (!b.start(pages))
+        return result(name, "FAIL", "fork");
+    b.burst(0);  // the child has mapped and populated its memory
+    auto proc = Process::open(b.pid);
+    if (!proc)
+        return result(name, "FAIL", proc.error().message);
+    auto tracker = backend.track(*proc);
+    unsetenv("OOH_RING_ENTRIES");
+    if (!tracker)
+        return result(name, "FAIL", "track: " + tracker.error().message);
+    std::vector<PageRange> got;
+    if (auto c = (*tracker)->collect(got); !c)
+        return result(name, "FAIL", "first collect: " + c.error().message);
+
+    // Small write: exact. Burst of every page: wholesale. Small again: exact.
+    struct Step {
+        uint8_t n;
+        const char *what;
+    } steps[] = {{16, "small"}, {255, "burst"}, {16, "after"}};
+    std::string detail;
+    for (const Step &s : steps) {
+        uintptr_t base = b.burst(s.n);
+        uint64_t n = s.n == 255 ? pages : s.n;
+        got.clear();
+        if (auto c = (*tracker)->collect(got); !c)
+            return result(name, "FAIL", std::string(s.what) + " collect: " + c.error().message);
+        got = normalizeRanges(std::move(got));
+        bool whole = std::any_of(got.begin(), got.end(), [](auto &r) { return r.wholesale; });
+        for (uint64_t p = 0; p < n; ++p)
+            if (!covered(got, base + p * kPage))
+                return result(name, "FAIL", std::string(s.what) + ": page " +
+                                                std::to_string(p) + " not reported");
+        uint64_t reported = countPages(got, kPage);
+        std::printf("OOH-BENCH overflow %s step=%s ring=512 written=%" PRIu64
+                    " reported=%" PRIu64 " wholesale=%d\n",
+                    mode.c_str(), s.what, n, reported, whole);
+        if (s.n == 255 && !whole)
+            return result(name, "FAIL", "a burst of 4096 pages into a 512-entry ring was not "
+                                        "reported as lost");
+        detail += std::string(s.what) + ": " + std::to_string(n) + " written, " +
+                  std::to_string(reported) + (whole ? " reported wholesale; " : " reported; ");
+    }
+    return result(name, "PASS", detail);
+}
+
+// Dirty pages reported per collect vs written, for bench/vm.
+int cmdRatio(const std::string &backend_name, const std::string &mode)
+{
+    const uint64_t pages = 4096;
+    auto backend = makeBackend(backend_name, mode);
+    if (!backend || !backend->probe().available)
+        return result("ratio-" + backend_name + mode, "SKIP", "backend unavailable");
+    Burster b;
+    if (!b.start(pages))
+        return 1;
+    b.burst(0);
+    auto proc = Process::open(b.pid);
+    if (!proc)
+        return 1;
+    auto tracker = backend->track(*proc);
+    if (!tracker)
+        return result("ratio-" + backend_name + mode, "FAIL", tracker.error().message);
+    std::vector<PageRange> got;
+    (void)(*tracker)->collect(got);
+    for (uint8_t n : {1, 8, 64, 254}) {
+        b.burst(n);
+        got.clear();
+        if (!(*tracker)->collect(got))
+            return 1;
+        got = normalizeRanges(std::move(got));
+        std::printf("OOH-BENCH ratio %s %s written=%u reported=%" PRIu64 "\n",
+                    backend_name.c_str(), mode.empty() ? "-" : mode.c_str(), n,
+                    countPages(got, kPage));
+    }
+    return 0;
+}
+
+// Raw view of one SPML epoch, for diagnosis.
+int cmdDebugSpml(const std::string &mode)
+{
+    Burster b;
+    if (!b.start(64))
+        return 1;
+    uintptr_t base = b.burst(0);
+    int mem = openMem(b.pid);
+    Track t = trackPid(b.pid, mem, mode == "epml" ? OOH_MODE_EPML : OOH_MODE_SPML);
+    if (t.err) {
+        std::printf("track: %s\n", strerror(t.err));
+        return 1;
+    }
+    std::string uio = oohUioDevicePath(t.req.uio_index);
+    int fd = open(uio.c_str(), O_RDWR);
+    auto *hdr = static_cast<ooh_ring_header *>(
+        mmap(nullptr, t.req.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    auto *ent = reinterpret_cast<uint64_t *>(reinterpret_cast<char *>(hdr) + hdr->entries_offset);
+    ooh_collect_req c = {};
+    c.size = sizeof(c);
+    ioctl(t.ctl, OOH_IOC_COLLECT, &c);
+    hdr->tail = c.collect_head;
+    b.burst(4);
+    ioctl(t.ctl, OOH_IOC_COLLECT, &c);
+    std::printf("base %#lx head %llu collect_head %llu lost %llu\n", (unsigned long)base,
+                (unsigned long long)hdr->head, (unsigned long long)c.collect_head,
+                (unsigned long long)c.lost_events);
+    for (uint64_t i = hdr->tail; i < c.collect_head; ++i)
+        std::printf("  entry %#llx\n", (unsigned long long)ent[i & (hdr->capacity - 1)]);
+    int pm = open(("/proc/" + std::to_string(b.pid) + "/pagemap").c_str(), O_RDONLY);
+    for (int p = 0; p < 4; ++p) {
+        uint64_t e = 0;
+        pread(pm, &e, 8, static_cast<off_t>((base / kPage + p) * 8));
+        std::printf("  page %d va %#lx pagemap %#llx gpa %#llx\n", p,
+                    (unsigned long)(base + p * kPage), (unsigned long long)e,
+                    (unsigned long long)((e & ((1ull << 55) - 1)) << 12));
+    }
+    return 0;
+}
+
+int cmdBackends(const std::string &name, const std::string &expect_default)
+{
+    std::string first, detail, fail;
+    for (auto &b : makeBackends()) {
+        BackendProbe p = b->probe();
+        std::printf("  %-10s %s: %s\n", std::string(b->name()).c_str(),
+                    p.available ? "available" : "unavailable", p.reason.c_str());
+        if (p.available && first.empty())
+            first = b->name();
+        if (b->name() == "uffd-wp" && p.available)
+            fail = "uffd-wp claims to work on a kernel without PAGEMAP_SCAN";
+        if (b->name() == "soft-dirty" && !p.available)
+            fail = "soft-dirty unavailable on Debian's kernel: " + p.reason;
+        detail += std::string(b->name()) + (p.available ? "=yes " : "=no ");
+    }
+    if (fail.empty() && first != expect_default)
+        fail = "default backend is '" + first + "', expected '" + expect_default + "'";
+    if (!fail.empty())
+        return result(name, "FAIL", fail);
+    return result(name, "PASS", detail + "default=" + first);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty()) {
+        std::fprintf(stderr, "usage: ooh-guest-check ring | permission | backends NAME DEFAULT |\n"
+                             "  ground-truth NAME BACKEND MODE WRITER ROUNDS |\n"
+                             "  overflow MODE | ratio BACKEND MODE\n");
+        return 2;
+    }
+    const std::string &cmd = args[0];
+    if (cmd == "ring")
+        return cmdRing();
+    if (cmd == "permission")
+        return cmdPermission();
+    if (cmd == "backends" && args.size() == 3)
+        return cmdBackends(args[1], args[2]);
+    if (cmd == "ground-truth" && args.size() == 6)
+        return cmdGroundTruth(args[1], args[2], args[3] == "-" ? "" : args[3], args[4],
+                              std::atoi(args[5].c_str()));
+    if (cmd == "overflow" && args.size() == 2)
+        return cmdOverflow(args[1]);
+    if (cmd == "debug" && args.size() == 2)
+        return cmdDebugSpml(args[1]);
+    if (cmd == "ratio" && args.size() == 3)
+        return cmdRatio(args[1], args[2] == "-" ? "" : args[2]);
+    std::fprintf(stderr, "ooh-guest-check: bad command\n");
+    return 2;
+}

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Boots Debian's kernel in QEMU (TCG) with an initramfs of the OoH guest
+stack, and reports one test's result from what the guest printed.
+
+The tests of a group share one boot: the first test of a `meson test` run
+boots the VM under a lock and keeps the console transcript; the others of the
+same run (same parent process) read it. Exit codes: 0 pass, 1 fail, 77 skip.
+"""
+
+import argparse
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def ldd_libs(path):
+    """Shared libraries of an ELF binary, as absolute paths (with ld.so)."""
+    out = subprocess.run(["ldd", path], capture_output=True, text=True)
+    libs = []
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if "=>" in parts:
+            target = parts[parts.index("=>") + 1]
+            if target.startswith("/"):
+                libs.append(target)
+        elif parts and parts[0].startswith("/"):
+            libs.append(parts[0])
+    return libs
+
+
+def cpio_newc(root, out_path):
+    """Writes the tree at root as an uncompressed newc cpio archive."""
+    ino = 1
+
+    def header(name, mode, size, nlink=1):
+        nonlocal ino
+        ino += 1
+        fields = [ino, mode, 0, 0, nlink, 0, size, 0, 0, 0, 0, len(name) + 1, 0]
+        return ("070701" + "".join("%08X" % f for f in fields)).encode() + name.encode() + b"\0"
+
+    def pad(f):
+        f.write(b"\0" * ((4 - f.tell() % 4) % 4))
+
+    with open(out_path, "wb") as f:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, root)
+            entries = [] if rel_dir == "." else [rel_dir]
+            entries += [os.path.normpath(os.path.join(rel_dir, n)) for n in sorted(filenames)]
+            for rel in entries:
+                full = os.path.join(root, rel)
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    data = os.readlink(full).encode()
+                elif stat.S_ISREG(st.st_mode):
+                    with open(full, "rb") as src:
+                        data = src.read()
+                else:
+                    data = b""
+                f.write(header(rel, st.st_mode, len(data), 2 if stat.S_ISDIR(st.st_mode) else 1))
+                pad(f)
+                f.write(data)
+                pad(f)
+        f.write(header("TRAILER!!!", 0, 0))
+        pad(f)
+
+
+def build_initramfs(args, kernel_dir, out_path):
+    root = tempfile.mkdtemp(prefix="ooh-initramfs-")
+    try:
+        for d in ["bin", "sbin", "lib/modules", "lib64", "proc", "sys", "dev", "tmp", "run", "etc"]:
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        shutil.copy(args.busybox, os.path.join(root, "bin/busybox"))
+        shutil.copy(args.init, os.path.join(root, "init"))
+        os.chmod(os.path.join(root, "init"), 0o755)
+        with open(os.path.join(root, "etc/passwd"), "w") as f:
+            f.write("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+        binaries = {
+            "ooh-guest-check": args.guest_check,
+            "oohd": args.oohd,
+            "ooh-dirty-writer": args.writer,
+        }
+        if args.oohctl:
+            binaries["oohctl"] = args.oohctl
+        libs = set()
+        for name, path in binaries.items():
+            shutil.copy(path, os.path.join(root, "bin", name))
+            libs.update(ldd_libs(path))
+        for lib in libs:
+            dest = os.path.join(root, lib.lstrip("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy(os.path.realpath(lib), dest)
+        uio = os.path.join(kernel_dir, "lib/modules", args.kernel_release,
+                           "kernel/drivers/uio/uio.ko")
+        shutil.copy(uio, os.path.join(root, "lib/modules/uio.ko"))
+        if args.kmod and os.path.exists(args.kmod):
+            shutil.copy(args.kmod, os.path.join(root, "lib/modules/ooh.ko"))
+        cpio_newc(root, out_path)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def inputs_key(args):
+    """Changes whenever an input of the boot changes, or per meson test run."""
+    h = hashlib.sha256()
+    h.update(str(os.getppid()).encode())
+    for path in [args.guest_check, args.oohd, args.writer, args.oohctl, args.kmod, args.plugin,
+                 args.init, __file__]:
+        if path and os.path.exists(path):
+            st = os.stat(path)
+            h.update(("%s %d %d" % (path, st.st_size, st.st_mtime_ns)).encode())
+    h.update(args.group.encode())
+    h.update(str(args.bench).encode())
+    return h.hexdigest()
+
+
+def boot(args, kernel_dir, workdir, transcript):
+    initrd = os.path.join(workdir, "initramfs-%s.cpio" % args.group)
+    build_initramfs(args, kernel_dir, initrd)
+    kernel = os.path.join(kernel_dir, "boot", "vmlinuz-" + args.kernel_release)
+    cmdline = "console=ttyS0 panic=-1 loglevel=4 ooh.group=%s ooh.bench=%d" % (
+        args.group, 1 if args.bench else 0)
+    cmd = [args.qemu, "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
+           "-m", "1024", "-smp", "2", "-kernel", kernel, "-initrd", initrd, "-append", cmdline]
+    if args.group in ("pml", "debug"):
+        shm = os.path.join(workdir, "pml-shm")
+        with open(shm, "wb") as f:
+            f.truncate(16 << 20)
+        cmd += ["-plugin", "%s,shm=%s" % (args.plugin, shm),
+                "-object", "memory-backend-file,id=pml,share=on,mem-path=%s,size=16M" % shm,
+                "-device", "ivshmem-plain,memdev=pml"]
+    log("booting: " + " ".join(cmd))
+    start = time.monotonic()
+    with open(transcript + ".tmp", "w") as out:
+        try:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=args.timeout)
+            status = "exit %d" % proc.returncode
+        except subprocess.TimeoutExpired:
+            status = "timeout after %d s" % args.timeout
+        out.write("\nOOH-HOST qemu %s in %.0f s\n" % (status, time.monotonic() - start))
+    os.replace(transcript + ".tmp", transcript)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--group", required=True, choices=["pml", "plain", "debug"])
+    ap.add_argument("--test", required=True, help="result name to report; 'all' prints every result")
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--cache-dir", default="",
+                    help="default: $XDG_CACHE_HOME/ooh or ~/.cache/ooh")
+    ap.add_argument("--kernel-release", default="")
+    ap.add_argument("--fetch-kernel", required=True)
+    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--busybox", default="/bin/busybox")
+    ap.add_argument("--init", required=True)
+    ap.add_argument("--guest-check", required=True)
+    ap.add_argument("--oohd", required=True)
+    ap.add_argument("--oohctl", default="")
+    ap.add_argument("--writer", required=True)
+    ap.add_argument("--kmod", default="")
+    ap.add_argument("--plugin", default="")
+    ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--timeout", type=int, default=900)
+    args = ap.parse_args()
+
+    qemu = shutil.which(args.qemu)
+    if not qemu:
+        log("SKIP: %s not found (install qemu-system-x86)" % args.qemu)
+        return SKIP
+    args.qemu = qemu
+    if not args.kernel_release:
+        log("SKIP: no Debian kernel headers (linux-headers-amd64), so no guest kernel")
+        return SKIP
+    if not os.path.exists(args.busybox) or "static" not in subprocess.run(
+            ["file", "-L", args.busybox], capture_output=True, text=True).stdout:
+        log("SKIP: no static busybox at %s (install busybox-static)" % args.busybox)
+        return SKIP
+    if args.group == "pml" and not (args.kmod and os.path.exists(args.kmod)):
+        log("SKIP: ooh.ko was not built (no kernel headers)")
+        return SKIP
+
+    if not args.cache_dir:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        args.cache_dir = os.path.join(base, "ooh")
+    os.makedirs(args.workdir, exist_ok=True)
+    os.makedirs(args.cache_dir, exist_ok=True)
+    transcript = os.path.join(args.workdir, "console-%s.log" % args.group)
+    key_file = transcript + ".key"
+    key = inputs_key(args)
+    with open(os.path.join(args.workdir, "%s.lock" % args.group), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        have = open(key_file).read() if os.path.exists(key_file) else ""
+        if have != key or not os.path.exists(transcript):
+            fetched = subprocess.run([args.fetch_kernel, args.kernel_release, args.cache_dir],
+                                     capture_output=True, text=True)
+            if fetched.returncode != 0:
+                log(fetched.stderr)
+                log("SKIP: cannot get Debian's linux-image-%s" % args.kernel_release)
+                return SKIP
+            boot(args, fetched.stdout.strip(), args.workdir, transcript)
+            with open(key_file, "w") as f:
+                f.write(key)
+        else:
+            log("reusing this run's boot of group '%s'" % args.group)
+
+    lines = open(transcript, errors="replace").read().splitlines()
+    results = {}
+    for line in lines:
+        parts = line.strip().split(" ", 3)
+        if len(parts) >= 3 and parts[0] == "OOH-RESULT":
+            results.setdefault(parts[1], (parts[2], parts[3] if len(parts) > 3 else ""))
+    for line in lines:
+        if line.startswith(("OOH-BOOT", "OOH-BENCH", "OOH-NOTE", "OOH-DMESG", "OOH-HOST")):
+            log(line)
+    if args.test == "all":
+        for name, (verdict, detail) in sorted(results.items()):
+            log("%-22s %s %s" % (name, verdict, detail))
+        return 0 if results and all(v != "FAIL" for v, _ in results.values()) else 1
+    if args.test not in results:
+        log("FAIL: the guest printed no result for '%s'; console tail:" % args.test)
+        for line in lines[-40:]:
+            log("  | " + line)
+        return 1
+    verdict, detail = results[args.test]
+    log("%s: %s" % (verdict, detail))
+    return {"PASS": 0, "SKIP": SKIP}.get(verdict, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
