@@ -32,8 +32,8 @@ pml)
     fi
     check 120 $G ring
     check 120 $G permission
-    check 600 $G ground-truth spml ooh spml $W 10
-    check 600 $G ground-truth epml ooh epml $W 10
+    check 600 $G ground-truth spml ooh spml $W 30
+    check 600 $G ground-truth epml ooh epml $W 30
     check 300 $G overflow spml
     check 300 $G overflow epml
     check 60 $G backends backend-choice-kmod ooh
@@ -63,7 +63,7 @@ plain)
     else
         res kmod-nodev FAIL "insmod failed without the message: $out"
     fi
-    check 600 $G ground-truth soft-dirty soft-dirty - $W 10
+    check 600 $G ground-truth soft-dirty soft-dirty - $W 30
     check 60 $G backends backend-choice soft-dirty
     # The daemon's own view: its probe output names the default.
     probe=$(timeout 60 oohd --probe 2>&1)
