@@ -260,6 +260,9 @@ int main(int argc, char **argv)
         return 2;
     }
     std::string cmd = argv[optind];
+    // Subcommands that connect on their own (checkpoint) see --socket too.
+    if (socket_path)
+        ::setenv(OOH_SOCKET_ENV, socket_path, 1);
 #ifdef OOHCTL_HAVE_CHECKPOINT
     if (cmd == "checkpoint")
         return runCheckpoint(argc - optind, argv + optind);
