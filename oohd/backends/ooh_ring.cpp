@@ -189,11 +189,14 @@ public:
             found.insert(found.end(), pages.begin(), pages.end());
         }
         if (mode_ == OohBackend::Mode::Epml) {
+            // Virtual addresses miss what moved without a write: pages
+            // discarded, or written and then mremap()ed elsewhere (logged at
+            // the old address; they appear at the new one).
             auto snap = readPagemap(pid_, pagemap_.get(), &mapped_);
             if (!snap)
                 return snap.takeError();
             std::vector<uint64_t> none;
-            auto pages = reverse_.update(none, std::move(*snap), ps, false);
+            auto pages = reverse_.update(none, std::move(*snap), ps);
             found.insert(found.end(), pages.begin(), pages.end());
         }
         pending_.clear();

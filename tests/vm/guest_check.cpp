@@ -523,7 +523,7 @@ int cmdOverflow(const std::string &mode)
                 return result(name, "FAIL", std::string(s.what) + ": page " +
                                                 std::to_string(p) + " not reported");
         uint64_t reported = countPages(got, kPage);
-        std::printf("OOH-BENCH overflow %s step=%s ring=512 written=%" PRIu64
+        std::printf("OOH-BENCH overflow ooh %s step=%s ring=512 written=%" PRIu64
                     " reported=%" PRIu64 " wholesale=%d\n",
                     mode.c_str(), s.what, n, reported, whole);
         if (s.n == 255 && !whole)
