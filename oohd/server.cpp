@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include "config.h"
+#include "inject/remote_syscall.h"
 #include "log.h"
 #include "wire.h"
 
@@ -610,6 +611,9 @@ void Server::handleBackends(Connection &c, uint64_t id)
 
 Result<void> Server::runOnce(int timeout_ms)
 {
+    // Threads that did not stop for an injection are detached once they do.
+    if (reapStrayTracees() > 0 && (timeout_ms < 0 || timeout_ms > 100))
+        timeout_ms = 100;
     struct epoll_event events[64];
     int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
     if (n < 0) {

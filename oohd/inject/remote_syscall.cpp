@@ -6,6 +6,8 @@
 #include "proc_maps.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <dirent.h>
 #include <elf.h>
@@ -23,6 +25,34 @@ namespace {
 constexpr const char *kLog = "inject";
 // Stops we tolerate (signal deliveries, group stops) before giving up.
 constexpr int kMaxForeignStops = 64;
+// How long a thread may take to reach a ptrace stop. A thread in an
+// uninterruptible wait (vfork() waiting for its child, a frozen cgroup)
+// never does; it is then left to reapStrayTracees().
+constexpr auto kStopTimeout = std::chrono::seconds(2);
+// Threads of one process tried before giving up.
+constexpr size_t kMaxThreadsTried = 3;
+
+// Threads we are still attached to but could not stop in time: detached
+// (with their signal mask restored) as soon as they stop.
+struct StrayTracee {
+    pid_t tid;
+    bool restore_mask;
+    uint64_t sigmask;
+};
+std::vector<StrayTracee> &strays()
+{
+    static std::vector<StrayTracee> list;
+    return list;
+}
+
+char threadState(pid_t pid, pid_t tid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
+}
 
 int tracerOf(pid_t tid)
 {
@@ -47,6 +77,12 @@ std::vector<pid_t> threadsOf(pid_t pid)
             tids.push_back(tid);
     }
     ::closedir(dir);
+    // Threads in uninterruptible sleep ('D': vfork(), I/O) cannot stop for
+    // us soon: try them last.
+    std::stable_partition(tids.begin(), tids.end(),
+                          [pid](pid_t tid) { return threadState(pid, tid) != 'D'; });
+    if (tids.size() > kMaxThreadsTried)
+        tids.resize(kMaxThreadsTried);
     return tids;
 }
 
@@ -70,6 +106,27 @@ bool isEventStop(int status) { return (status >> 16) == PTRACE_EVENT_STOP; }
 bool isSyscallStop(int status) { return WSTOPSIG(status) == (SIGTRAP | 0x80); }
 
 } // namespace
+
+size_t reapStrayTracees()
+{
+    auto &list = strays();
+    std::erase_if(list, [](const StrayTracee &s) {
+        int status = 0;
+        pid_t r = ::waitpid(s.tid, &status, __WALL | WNOHANG);
+        if (r == 0)
+            return false;  // still running
+        if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status))
+            return true;
+        if (s.restore_mask)
+            ::ptrace(PTRACE_SETSIGMASK, s.tid, sizeof(uint64_t), &s.sigmask);
+        // A signal-delivery stop gets its signal back; any other stop none.
+        bool event = (status >> 16) != 0 || (WSTOPSIG(status) & 0x80);
+        ::ptrace(PTRACE_DETACH, s.tid, nullptr, event ? 0 : WSTOPSIG(status));
+        OOH_LOG(kLog, Info) << "detached thread " << s.tid << " after its late stop";
+        return true;
+    });
+    return list.size();
+}
 
 uint64_t findSyscallInstruction(pid_t pid)
 {
@@ -127,6 +184,7 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
         RemoteSyscalls rs;
         rs.tid_ = tid;
         rs.attached_ = true;
+        rs.running_ = true;  // seized, not stopped yet
         rs.insn_addr_ = insn;
         if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) {
             last = Error::fromErrno(errno, "PTRACE_INTERRUPT of thread " + std::to_string(tid));
@@ -139,6 +197,11 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
             auto st = rs.waitStop("the interrupt stop");
             if (!st) {
                 last = st.takeError();
+                if (last.code == ETIMEDOUT)
+                    last.message = "thread " + std::to_string(tid) + " of pid " +
+                                   std::to_string(target.pid()) +
+                                   " did not stop within 2 s (uninterruptible wait, e.g. vfork() "
+                                   "waiting for its child, or a frozen cgroup); try again later";
                 break;
             }
             if (isEventStop(*st)) {
@@ -155,6 +218,7 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
         uint64_t all = ~0ULL;
         if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &all) < 0)
             return Error::fromErrno(errno, "PTRACE_SETSIGMASK");
+        rs.mask_set_ = true;
         return rs;
     }
     return last;
@@ -163,7 +227,7 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
 RemoteSyscalls::RemoteSyscalls(RemoteSyscalls &&o) noexcept
     : tid_(o.tid_), insn_addr_(o.insn_addr_), saved_regs_(o.saved_regs_),
       saved_sigmask_(o.saved_sigmask_), attached_(std::exchange(o.attached_, false)),
-      injected_(o.injected_)
+      injected_(o.injected_), mask_set_(o.mask_set_), running_(o.running_)
 {
 }
 
@@ -179,16 +243,25 @@ RemoteSyscalls::~RemoteSyscalls()
 Result<int> RemoteSyscalls::waitStop(const char *what)
 {
     int status = 0;
+    running_ = true;
+    auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
+    auto pause = std::chrono::microseconds(20);
     for (;;) {
-        pid_t r = ::waitpid(tid_, &status, __WALL);
+        pid_t r = ::waitpid(tid_, &status, __WALL | WNOHANG);
         if (r == tid_)
             break;
         if (r < 0 && errno == EINTR)
             continue;
-        return Error::fromErrno(r < 0 ? errno : ECHILD,
-                                std::string("waiting for ") + what + " of thread " +
-                                    std::to_string(tid_));
+        if (r < 0)
+            return Error::fromErrno(errno, std::string("waiting for ") + what + " of thread " +
+                                               std::to_string(tid_));
+        if (std::chrono::steady_clock::now() > deadline)
+            return makeError(ETIMEDOUT, std::string("thread ") + std::to_string(tid_) +
+                                            " did not reach " + what + " in time");
+        std::this_thread::sleep_for(pause);
+        pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(5));
     }
+    running_ = false;
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
         attached_ = false;
         return makeError(ESRCH, "thread " + std::to_string(tid_) + " exited while waiting for " +
@@ -238,6 +311,14 @@ Result<void> RemoteSyscalls::release()
 {
     if (!attached_)
         return {};
+    if (running_) {
+        // Not stopped, so it cannot be detached now: hand it over.
+        strays().push_back({tid_, mask_set_, saved_sigmask_});
+        attached_ = false;
+        OOH_LOG(kLog, Warning) << "thread " << tid_
+                               << " did not stop; it is detached once it does";
+        return {};
+    }
     if (injected_) {
         // Back to the state of the interrupt stop: registers, then leave the
         // syscall-exit stop through a fresh interrupt stop, so that the

@@ -52,7 +52,14 @@ private:
     uint64_t saved_sigmask_ = 0;
     bool attached_ = false;
     bool injected_ = false;  // regs were changed: restore before detach
+    bool mask_set_ = false;  // the signal mask is ours: restore before detach
+    bool running_ = false;   // resumed and not seen stopped since
 };
+
+// Detaches threads that did not stop in time (see RemoteSyscalls) once they
+// have; returns how many are still waited for. Must be called by the thread
+// that attached them (the daemon's event loop) from time to time.
+size_t reapStrayTracees();
 
 // Finds the address of a syscall instruction in one of pid's executable
 // mappings, preferring the vDSO. 0 if none.

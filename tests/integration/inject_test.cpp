@@ -5,6 +5,7 @@
 // must come out as if nothing happened. Also: clear errors for a target
 // that is already traced or already uses userfaultfd.
 #include "backends/uffd_wp.h"
+#include "inject/remote_syscall.h"
 #include "inject_target.h"
 #include "test_support.h"
 
@@ -166,6 +167,29 @@ TEST_F(InjectTest, TargetUsingUserfaultfdGetsClearError)
     EXPECT_EQ(t.error().code, EBUSY);
     EXPECT_NE(t.error().message.find("already uses userfaultfd"), std::string::npos)
         << t.error().message;
+}
+
+TEST_F(InjectTest, TargetInVforkTimesOutAndIsReleased)
+{
+    // The vfork() parent cannot stop until its child exits (3 s): track
+    // fails with a clear error instead of hanging, and once the parent
+    // stops it is detached and finishes its work untouched.
+    ChildProcess c({targetPath(), "vfork", "3000"});
+    std::string ready;
+    ASSERT_TRUE(c.readLine(&ready));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto proc = Process::open(c.pid());
+    ASSERT_TRUE(proc);
+    auto t0 = std::chrono::steady_clock::now();
+    auto t = backend_.track(*proc);
+    ASSERT_FALSE(t);
+    EXPECT_EQ(t.error().code, ETIMEDOUT) << t.error().message;
+    EXPECT_NE(t.error().message.find("vfork"), std::string::npos) << t.error().message;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    for (int i = 0; i < 200 && reapStrayTracees() > 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(reapStrayTracees(), 0u);
+    EXPECT_EQ(resultOf(c), testprog::spinResult(1, 1000));
 }
 
 TEST_F(InjectTest, ExitedTargetIsNoticed)

@@ -52,7 +52,7 @@ uint64_t sleepWork(uint64_t seed, uint64_t n)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: ooh-inject-target spin N | sleep N | read | threads T N | uffd\n");
+        std::fprintf(stderr, "usage: ooh-inject-target spin N | sleep N | read | threads T N | vfork MS | uffd\n");
         return 2;
     }
     std::string mode = argv[1];
@@ -92,6 +92,17 @@ int main(int argc, char **argv)
             t.join();
         for (uint64_t t = 0; t < threads; ++t)
             result ^= out[t] + t;
+    } else if (mode == "vfork") {
+        // The parent waits uninterruptibly for n ms while its vfork() child
+        // sleeps: no ptrace stop can reach it meanwhile.
+        pid_t child = vfork();
+        if (child == 0) {
+            struct timespec ts = {static_cast<time_t>(n / 1000),
+                                  static_cast<long>(n % 1000) * 1000000L};
+            nanosleep(&ts, nullptr);
+            _exit(0);
+        }
+        result = spinResult(1, 1000);
     } else if (mode == "uffd") {
         // Owns a userfaultfd registration, like a GC or Wine would.
         int uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY));
