@@ -23,6 +23,16 @@ G=/bin/ooh-guest-check
 
 insmod /lib/modules/uio.ko || res uio-load FAIL "insmod uio.ko failed"
 
+# The ground truth through the daemon: oohd picks its default backend.
+daemon_check() {
+    oohd --socket /run/oohd.sock --foreground --log-level warning &
+    pid=$!
+    for i in $(seq 50); do [ -S /run/oohd.sock ] && break; sleep 0.2; done
+    check 600 $G ground-truth-daemon "$1" /run/oohd.sock "$2" $W 10
+    kill $pid
+    wait $pid
+}
+
 case "$group" in
 pml)
     if out=$(insmod /lib/modules/ooh.ko 2>&1) && [ -c /dev/ooh-ctl ]; then
@@ -37,6 +47,7 @@ pml)
     check 300 $G overflow spml
     check 300 $G overflow epml
     check 60 $G backends backend-choice-kmod ooh
+    daemon_check oohd-ooh ooh
     if [ "$bench" = 1 ]; then
         check 300 $G ratio ooh spml
         check 300 $G ratio ooh epml
@@ -46,6 +57,12 @@ pml)
         res kmod-unload PASS "rmmod ooh after the trackers closed"
     else
         res kmod-unload FAIL "rmmod ooh failed: $(lsmod | grep ooh)"
+    fi
+    bad=$(dmesg | grep -E 'BUG|WARNING|Oops|corruption|general protection|refcount_t' | head -3)
+    if [ -z "$bad" ]; then
+        res kmod-clean PASS "no kernel warning after load, tracking and unload"
+    else
+        res kmod-clean FAIL "$(echo "$bad" | tr '\n' ';')"
     fi
     ;;
 debug)
@@ -75,6 +92,7 @@ plain)
     else
         res oohd-probe FAIL "oohd --probe said: $(echo "$probe" | tr '\n' ';')"
     fi
+    daemon_check oohd-soft-dirty soft-dirty
     ;;
 *)
     res vm-group FAIL "unknown group '$group'"

@@ -10,6 +10,7 @@
 #include "soft_dirty.h"
 
 #include "../../guest-kmod/include/uapi/ooh_ring.h"
+#include "ooh/ooh.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -341,6 +343,12 @@ Residency residency(pid_t pid)
 // and is not resident now, or that was only discarded and not resident then.
 // PML logs frames and virtual pages, not discards: such a page may go
 // unreported without any checkpoint ever differing.
+using Collect = std::function<Result<void>(std::vector<PageRange> &)>;
+
+int checkRounds(const std::string &name, const std::string &backend_name,
+                const std::string &mode, Writer &w, const Collect &collect, int rounds);
+
+// Through the backend in this process.
 int cmdGroundTruth(const std::string &name, const std::string &backend_name,
                    const std::string &mode, const std::string &writer_path, int rounds)
 {
@@ -359,7 +367,48 @@ int cmdGroundTruth(const std::string &name, const std::string &backend_name,
     auto tracker = backend->track(*proc);
     if (!tracker)
         return result(name, "FAIL", "track: " + tracker.error().message);
+    return checkRounds(name, backend_name, mode, w,
+                       [&](std::vector<PageRange> &got) { return (*tracker)->collect(got); },
+                       rounds);
+}
 
+// Through oohd and libooh, with the backend the daemon chooses.
+int cmdGroundTruthDaemon(const std::string &name, const std::string &socket,
+                         const std::string &expect_backend, const std::string &writer_path,
+                         int rounds)
+{
+    Client client;
+    if (client.connect(socket.c_str()) < 0)
+        return result(name, "FAIL", "connect to oohd: " + client.error());
+    std::vector<ooh_backend_info> infos(8);
+    long n = ooh_backends(client.get(), infos.data(), infos.size());
+    std::string chosen;
+    for (long i = 0; i < n && i < 8; ++i)
+        if (infos[i].is_default)
+            chosen = infos[i].name;
+    if (chosen != expect_backend)
+        return result(name, "FAIL", "oohd's default backend is '" + chosen + "', expected '" +
+                                        expect_backend + "'");
+    Writer w;
+    if (!w.start(writer_path))
+        return result(name, "FAIL", "cannot start " + writer_path);
+    if (client.track(w.pid) < 0)
+        return result(name, "FAIL", "track: " + client.error());
+    return checkRounds(name, "oohd-" + chosen, "-", w,
+                       [&](std::vector<PageRange> &got) -> Result<void> {
+                           std::vector<ooh_range> ranges;
+                           if (int r = client.collect(w.pid, ranges); r < 0)
+                               return makeError(r, "collect: " + client.error());
+                           for (const auto &g : ranges)
+                               got.push_back({g.start, g.end, (g.flags & OOH_RANGE_WHOLESALE) != 0});
+                           return {};
+                       },
+                       rounds);
+}
+
+int checkRounds(const std::string &name, const std::string &backend_name,
+                const std::string &mode, Writer &w, const Collect &collect, int rounds)
+{
     uint64_t written = 0, reported_exact = 0, reported_whole = 0, wholesale_rounds = 0;
     uint64_t unchanged = 0;
     Residency before = residency(w.pid);
@@ -368,7 +417,7 @@ int cmdGroundTruth(const std::string &name, const std::string &backend_name,
         if (!w.round(1000 + static_cast<uint64_t>(r), truth))
             return result(name, "FAIL", "writer stopped in round " + std::to_string(r));
         std::vector<PageRange> got;
-        auto c = (*tracker)->collect(got);
+        auto c = collect(got);
         if (!c)
             return result(name, "FAIL", "collect: " + c.error().message);
         got = normalizeRanges(std::move(got));
@@ -650,6 +699,9 @@ int main(int argc, char **argv)
     if (cmd == "ground-truth" && args.size() == 6)
         return cmdGroundTruth(args[1], args[2], args[3] == "-" ? "" : args[3], args[4],
                               std::atoi(args[5].c_str()));
+    if (cmd == "ground-truth-daemon" && args.size() == 6)
+        return cmdGroundTruthDaemon(args[1], args[2], args[3], args[4],
+                                    std::atoi(args[5].c_str()));
     if (cmd == "overflow" && args.size() == 2)
         return cmdOverflow(args[1]);
     if (cmd == "debug" && args.size() == 2)

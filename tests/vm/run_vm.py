@@ -100,7 +100,12 @@ def build_initramfs(args, kernel_dir, out_path):
             shutil.copy(path, os.path.join(root, "bin", name))
             libs.update(ldd_libs(path))
         for lib in libs:
-            dest = os.path.join(root, lib.lstrip("/"))
+            # Libraries of this build are found by a relative RUNPATH that
+            # does not hold in the guest: put them on the default path.
+            if lib.startswith(("/lib", "/usr/lib")):
+                dest = os.path.join(root, lib.lstrip("/"))
+            else:
+                dest = os.path.join(root, "usr/lib/x86_64-linux-gnu", os.path.basename(lib))
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copy(os.path.realpath(lib), dest)
         uio = os.path.join(kernel_dir, "lib/modules", args.kernel_release,
