@@ -11,6 +11,9 @@
 
 struct ooh_transport;
 
+/* Tag of an entry that may belong to any tracker (SPML trackers only). */
+#define OOH_TAG_ALL 0xffffffffu
+
 /* Receives one logged page; called under the core's drain mutex. */
 typedef void (*ooh_sink_fn)(void *ctx, u32 tag, u64 gpa, u64 gva);
 

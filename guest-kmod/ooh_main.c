@@ -417,10 +417,25 @@ static void ooh_ring_push(struct ooh_tracker *tr, u64 addr)
 	smp_store_release(&hdr->head, head + 1);
 }
 
+static int ooh_push_spml(int id, void *p, void *data)
+{
+	struct ooh_tracker *tr = p;
+
+	if (tr->mode == OOH_MODE_SPML)
+		ooh_ring_push(tr, *(u64 *)data & PAGE_MASK);
+	return 0;
+}
+
 static void ooh_sink(void *ctx, u32 tag, u64 gpa, u64 gva)
 {
-	struct ooh_tracker *tr = idr_find(&ooh_trackers, tag);
+	struct ooh_tracker *tr;
 
+	if (tag == OOH_TAG_ALL) {
+		/* Frames map back per tracker: the others drop it. */
+		idr_for_each(&ooh_trackers, ooh_push_spml, &gpa);
+		return;
+	}
+	tr = idr_find(&ooh_trackers, tag);
 	if (!tr)
 		return;	/* tracker gone: nobody to tell */
 	if (tr->mode == OOH_MODE_EPML) {
