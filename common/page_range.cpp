@@ -13,6 +13,27 @@ std::vector<PageRange> normalizeRanges(std::vector<PageRange> ranges)
     if (ranges.empty())
         return ranges;
 
+    // Fast path, the common case (one scan's output plus a few wholesale
+    // ranges elsewhere): once sorted, nothing overlaps, so merging adjacent
+    // ranges with the same flag is linear.
+    auto by_start = [](const PageRange &a, const PageRange &b) { return a.start < b.start; };
+    if (!std::is_sorted(ranges.begin(), ranges.end(), by_start))
+        std::sort(ranges.begin(), ranges.end(), by_start);
+    bool overlaps = false;
+    for (size_t i = 1; i < ranges.size() && !overlaps; ++i)
+        overlaps = ranges[i].start < ranges[i - 1].end;
+    if (!overlaps) {
+        std::vector<PageRange> out;
+        out.reserve(ranges.size());
+        for (const auto &r : ranges) {
+            if (!out.empty() && out.back().end == r.start && out.back().wholesale == r.wholesale)
+                out.back().end = r.end;
+            else
+                out.push_back(r);
+        }
+        return out;
+    }
+
     // Sweep over boundaries: at each point count covering exact and
     // wholesale ranges; the output flag is "any wholesale range covers it".
     std::map<uint64_t, std::pair<int, int>> delta; // addr -> (exact, wholesale)

@@ -65,6 +65,47 @@ Result<Envelope> receiveMessage(int fd)
     }
 }
 
+void encodeRanges(CollectChunk *chunk, const PageRange *first, size_t count, uint64_t page_size)
+{
+    uint64_t prev_end = 0;
+    chunk->mutable_page_runs()->Reserve(static_cast<int>(2 * count));
+    for (size_t i = 0; i < count; ++i) {
+        const PageRange &r = first[i];
+        chunk->add_page_runs((r.start - prev_end) / page_size);
+        chunk->add_page_runs((r.end - r.start) / page_size);
+        if (r.wholesale)
+            chunk->add_wholesale(static_cast<uint32_t>(i));
+        prev_end = r.end;
+    }
+}
+
+Result<void> decodeRanges(const CollectChunk &chunk, std::vector<PageRange> &out)
+{
+    const uint64_t page = chunk.page_size();
+    if (page == 0 || (page & (page - 1)) != 0 || chunk.page_runs_size() % 2 != 0)
+        return ooh::makeError(EPROTO, "malformed collect chunk");
+    const size_t base = out.size();
+    const size_t count = static_cast<size_t>(chunk.page_runs_size()) / 2;
+    uint64_t prev_end = 0;
+    for (size_t i = 0; i < count; ++i) {
+        uint64_t gap = chunk.page_runs(static_cast<int>(2 * i));
+        uint64_t len = chunk.page_runs(static_cast<int>(2 * i + 1));
+        // Addresses stay below 2^64: check in pages before multiplying.
+        uint64_t limit = UINT64_MAX / page;
+        uint64_t start_page = prev_end / page + gap;
+        if (gap > limit || len == 0 || len > limit || start_page < gap || start_page > limit - len)
+            return ooh::makeError(EPROTO, "collect chunk has an impossible range");
+        out.push_back({start_page * page, (start_page + len) * page, false});
+        prev_end = out.back().end;
+    }
+    for (uint32_t idx : chunk.wholesale()) {
+        if (idx >= count)
+            return ooh::makeError(EPROTO, "collect chunk has a bad wholesale index");
+        out[base + idx].wholesale = true;
+    }
+    return {};
+}
+
 Envelope errorReply(uint64_t request_id, int errno_code, const std::string &message)
 {
     Envelope e;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "ooh.pb.h"
+#include "page_range.h"
 #include "result.h"
 
 #include <cstddef>
@@ -14,9 +15,10 @@ namespace ooh::wire {
 
 // Every packet, both ways. Collect replies are chunked to stay below it.
 inline constexpr size_t kMaxMessageBytes = 64 * 1024;
-// Ranges per CollectChunk: a Range encodes to at most 2 + 2*11 + 2 = 26
-// bytes, so this keeps a chunk well under kMaxMessageBytes.
-inline constexpr size_t kMaxRangesPerChunk = 2000;
+// Ranges per CollectChunk. A range costs at most two 64-bit varints of page
+// counts (2 x 10 bytes) plus a wholesale index (5 bytes): 2500 ranges stay
+// under kMaxMessageBytes even in the worst case.
+inline constexpr size_t kMaxRangesPerChunk = 2500;
 inline constexpr uint32_t kProtocolVersion = VERSION_CURRENT;
 
 // Parses one packet. Fails with EMSGSIZE, EBADMSG (not a valid Envelope)
@@ -30,6 +32,12 @@ Result<void> sendMessage(int fd, const Envelope &msg);
 // Receives one packet; a packet larger than kMaxMessageBytes is consumed and
 // reported as EMSGSIZE; an orderly shutdown of the peer is ECONNRESET.
 Result<Envelope> receiveMessage(int fd);
+
+// Appends ranges [first, first + count) to a chunk (page_runs, wholesale).
+void encodeRanges(CollectChunk *chunk, const PageRange *first, size_t count, uint64_t page_size);
+// Decodes a chunk's ranges, appending them to `out`; EPROTO on a malformed
+// chunk (odd page_runs, bad page size, overflow, bad wholesale index).
+Result<void> decodeRanges(const CollectChunk &chunk, std::vector<PageRange> &out);
 
 Envelope errorReply(uint64_t request_id, int errno_code, const std::string &message);
 

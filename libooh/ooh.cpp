@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
+#include <vector>
 #include <new>
 #include <string>
 #include <sys/socket.h>
@@ -25,7 +25,8 @@ struct ooh_client {
     bool collecting = false;
     bool collect_done = false;
     uint64_t collect_id = 0;
-    std::deque<ooh_range> pending;
+    std::vector<ooh::PageRange> pending;  // decoded, not yet handed out
+    size_t pending_pos = 0;
 };
 
 namespace {
@@ -153,12 +154,18 @@ int ooh_untrack(ooh_client *c, pid_t pid)
     return reply.has_untrack_reply() ? 0 : fail(c, EPROTO, "unexpected reply to untrack");
 }
 
-static void takeChunk(ooh_client *c, const ooh::wire::CollectChunk &chunk)
+static int takeChunk(ooh_client *c, const ooh::wire::CollectChunk &chunk)
 {
-    for (const auto &r : chunk.ranges())
-        c->pending.push_back(
-            {r.start(), r.end(), r.wholesale() ? OOH_RANGE_WHOLESALE : 0u, 0u});
+    if (c->pending_pos == c->pending.size()) {
+        c->pending.clear();
+        c->pending_pos = 0;
+    }
+    if (auto r = ooh::wire::decodeRanges(chunk, c->pending); !r) {
+        c->collecting = false;
+        return fail(c, r.error());
+    }
     c->collect_done = chunk.last();
+    return 0;
 }
 
 int ooh_collect_begin(ooh_client *c, pid_t pid, uint64_t start_time, struct ooh_collect_info *info)
@@ -179,10 +186,10 @@ int ooh_collect_begin(ooh_client *c, pid_t pid, uint64_t start_time, struct ooh_
         info->total_pages = chunk.total_pages();
     }
     c->pending.clear();
+    c->pending_pos = 0;
     c->collect_id = reply.request_id();
     c->collecting = true;
-    takeChunk(c, chunk);
-    return 0;
+    return takeChunk(c, chunk);
 }
 
 long ooh_collect_next(ooh_client *c, struct ooh_range *buf, size_t cap)
@@ -191,7 +198,7 @@ long ooh_collect_next(ooh_client *c, struct ooh_range *buf, size_t cap)
         return 0;
     if (!buf && cap)
         return fail(c, EINVAL, "no buffer");
-    while (c->pending.empty() && !c->collect_done) {
+    while (c->pending_pos == c->pending.size() && !c->collect_done) {
         auto msg = ooh::wire::receiveMessage(c->fd);
         if (!msg) {
             c->collecting = false;
@@ -205,14 +212,15 @@ long ooh_collect_next(ooh_client *c, struct ooh_range *buf, size_t cap)
             c->collecting = false;
             return fail(c, EPROTO, "unexpected message in the middle of a collect");
         }
-        takeChunk(c, msg->collect_chunk());
+        if (int r = takeChunk(c, msg->collect_chunk()); r < 0)
+            return r;
     }
     size_t n = 0;
-    while (n < cap && !c->pending.empty()) {
-        buf[n++] = c->pending.front();
-        c->pending.pop_front();
+    for (; n < cap && c->pending_pos < c->pending.size(); ++n) {
+        const auto &r = c->pending[c->pending_pos++];
+        buf[n] = {r.start, r.end, r.wholesale ? OOH_RANGE_WHOLESALE : 0u, 0u};
     }
-    if (c->pending.empty() && c->collect_done)
+    if (c->pending_pos == c->pending.size() && c->collect_done)
         c->collecting = n > 0;  // one more call returns 0
     if (n == 0)
         c->collecting = false;

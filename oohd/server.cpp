@@ -557,13 +557,8 @@ void Server::handleCollect(Connection &c, uint64_t id, const wire::CollectReques
         chunk->set_total_ranges(ranges.size());
         chunk->set_total_pages(pages);
         size_t end = std::min(ranges.size(), i + wire::kMaxRangesPerChunk);
-        for (; i < end; ++i) {
-            auto *out = chunk->add_ranges();
-            out->set_start(ranges[i].start);
-            out->set_end(ranges[i].end);
-            if (ranges[i].wholesale)
-                out->set_wholesale(true);
-        }
+        wire::encodeRanges(chunk, ranges.data() + i, end - i, page_size);
+        i = end;
         chunk->set_last(i == ranges.size());
         send(c, reply);
     } while (i < ranges.size());
