@@ -337,6 +337,23 @@ Server::BackendEntry *Server::chooseBackend(const std::string &name, Error *why)
     return nullptr;
 }
 
+namespace {
+
+wire::Envelope trackReply(uint64_t id, const Session &s, bool already_tracked)
+{
+    wire::Envelope reply;
+    reply.set_request_id(id);
+    auto *t = reply.mutable_track_reply();
+    t->set_pid(s.process.pid());
+    t->set_backend(s.backend);
+    t->set_start_time(s.process.startTime());
+    t->set_epoch(s.epoch);
+    t->set_already_tracked(already_tracked);
+    return reply;
+}
+
+} // namespace
+
 void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req)
 {
     pid_t pid = req.pid();
@@ -355,20 +372,25 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
                                                        " is already tracked with backend " +
                                                        s.backend + "; untrack it first"),
                                  false);
-            wire::Envelope reply;
-            reply.set_request_id(id);
-            auto *t = reply.mutable_track_reply();
-            t->set_pid(pid);
-            t->set_backend(s.backend);
-            t->set_start_time(s.process.startTime());
-            t->set_epoch(s.epoch);
-            t->set_already_tracked(true);
-            return send(c, reply);
+            return send(c, trackReply(id, s, true));
         }
         endSession(pid);  // exited, lost or a reused pid: start afresh
     }
+    if (sessions_.size() >= kMaxSessions) {
+        // Sessions of exited processes are kept only to tell their owner;
+        // make room from those first.
+        std::vector<pid_t> ended;
+        for (const auto &[p, s] : sessions_)
+            if (s.state != Session::State::Active)
+                ended.push_back(p);
+        for (pid_t p : ended)
+            endSession(p);
+    }
     if (sessions_.size() >= kMaxSessions)
-        return sendError(c, id, makeError(ENOSPC, "too many tracked processes"), false);
+        return sendError(c, id,
+                         makeError(ENOSPC, "too many tracked processes (" +
+                                               std::to_string(kMaxSessions) + ")"),
+                         false);
 
     Error why;
     BackendEntry *entry = chooseBackend(req.backend(), &why);
@@ -409,14 +431,7 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
     }
     OOH_LOG(kLog, Notice) << "tracking pid " << pid << " with " << session.backend << " for uid "
                           << c.peer.uid;
-    wire::Envelope reply;
-    reply.set_request_id(id);
-    auto *t = reply.mutable_track_reply();
-    t->set_pid(pid);
-    t->set_backend(session.backend);
-    t->set_start_time(session.process.startTime());
-    t->set_epoch(session.epoch);
-    send(c, reply);
+    send(c, trackReply(id, session, false));
 }
 
 Result<Session *> Server::sessionFor(const Connection &c, int32_t pid)

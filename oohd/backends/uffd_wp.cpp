@@ -150,10 +150,8 @@ Result<void> UffdWpTracker::adoptVma(const MapEntry &vma, std::vector<PageRange>
                                     "; a mapping can belong to one userfaultfd only, so the "
                                     "uffd-wp backend cannot track this process (try another "
                                     "backend with --backend)");
-    if (err == -ENOMEM || err == -EINVAL) {
-        // EINVAL also covers a mapping that went away since the scan; the
-        // wholesale report below is then a harmless over-report.
-    }
+    // Anything else (EINVAL: a mapping type uffd cannot watch, or one that
+    // went away since the scan): report it whole, an over-report at worst.
     if (warned_.insert(vma.start).second)
         OOH_LOG(kLog, Info) << "pid " << pid_ << ": cannot register " << hex(vma.start) << "-"
                             << hex(vma.end) << " " << vma.path << " (" << std::strerror(-err)
