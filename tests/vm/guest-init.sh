@@ -42,6 +42,7 @@ pml)
     fi
     check 120 $G ring
     check 120 $G permission
+    check 120 $G stopped
     check 600 $G ground-truth spml ooh spml $W 30
     check 600 $G ground-truth epml ooh epml $W 30
     check 300 $G overflow spml

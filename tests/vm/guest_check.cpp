@@ -584,6 +584,48 @@ int cmdOverflow(const std::string &mode)
     return result(name, "PASS", detail);
 }
 
+// A stopped target: tracking starts without waiting for it (it attaches
+// its threads when it resumes, before running any user code) and its writes
+// after SIGCONT are reported.
+int cmdStopped()
+{
+    const std::string name = "stopped-target";
+    OohBackend backend(OohBackend::Mode::Spml);
+    if (!backend.probe().available)
+        return result(name, "FAIL", "ooh backend unavailable");
+    Burster b;
+    if (!b.start(64))
+        return result(name, "FAIL", "fork");
+    uintptr_t base = b.burst(0);
+    kill(b.pid, SIGSTOP);
+    int status = 0;
+    waitpid(b.pid, &status, WUNTRACED);
+    auto proc = Process::open(b.pid);
+    if (!proc)
+        return result(name, "FAIL", proc.error().message);
+    auto tracker = backend.track(*proc);
+    if (!tracker)
+        return result(name, "FAIL", "track of a stopped process: " + tracker.error().message);
+    std::vector<PageRange> got;
+    if (auto c = (*tracker)->collect(got); !c)
+        return result(name, "FAIL", "collect while stopped: " + c.error().message);
+    kill(b.pid, SIGCONT);
+    b.burst(32);
+    got.clear();
+    if (auto c = (*tracker)->collect(got); !c)
+        return result(name, "FAIL", "collect: " + c.error().message);
+    got = normalizeRanges(std::move(got));
+    for (uint64_t p = 0; p < 32; ++p)
+        if (!covered(got, base + p * kPage))
+            return result(name, "FAIL", "page " + std::to_string(p) + " written after SIGCONT "
+                                        "not reported");
+    bool whole = std::any_of(got.begin(), got.end(), [](auto &r) { return r.wholesale; });
+    return result(name, "PASS", std::string("tracked while stopped; 32 pages written after "
+                                            "SIGCONT reported ") +
+                                    (whole ? "(wholesale)" : "exactly (" +
+                                        std::to_string(countPages(got, kPage)) + " pages)"));
+}
+
 // Dirty pages reported per collect vs written, for bench/vm.
 int cmdRatio(const std::string &backend_name, const std::string &mode)
 {
@@ -704,6 +746,8 @@ int main(int argc, char **argv)
                                     std::atoi(args[5].c_str()));
     if (cmd == "overflow" && args.size() == 2)
         return cmdOverflow(args[1]);
+    if (cmd == "stopped")
+        return cmdStopped();
     if (cmd == "debug" && args.size() == 2)
         return cmdDebugSpml(args[1]);
     if (cmd == "ratio" && args.size() == 3)
