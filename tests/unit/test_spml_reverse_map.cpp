@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // SpmlReverseMap: logged frames back to virtual pages, across frame moves,
-// shared frames, swap and discards.
+// shared frames, swap and discards; and the ooh backend's probe where the
+// guest module is absent (this host cannot load modules).
+#include "ooh_ring.h"
 #include "spml_reverse_map.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -113,6 +117,22 @@ TEST(SpmlReverseMap, IndexScalesPastTheLinearSearch)
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].bytes(), pages * kPage);
     std::printf("reverse map of 1 GiB, every page logged: %lld ms\n", static_cast<long long>(ms));
+}
+
+TEST(OohBackend, ProbeSaysWhyWithoutTheGuestModule)
+{
+    struct stat st;
+    if (stat("/dev/ooh-ctl", &st) == 0)
+        GTEST_SKIP() << "the guest module is loaded here";
+    OohBackend backend;
+    BackendProbe probe = backend.probe();
+    EXPECT_FALSE(probe.available);
+    EXPECT_NE(probe.reason.find("/dev/ooh-ctl"), std::string::npos) << probe.reason;
+    auto self = Process::open(getpid());
+    ASSERT_TRUE(self.ok());
+    auto tracker = backend.track(*self);
+    ASSERT_FALSE(tracker.ok());
+    EXPECT_EQ(tracker.error().code, ENODEV);
 }
 
 } // namespace
