@@ -2,6 +2,7 @@
 // Implementation of common/wire.h.
 #include "wire.h"
 
+#include <cstring>
 #include <sys/socket.h>
 #include <vector>
 
@@ -33,13 +34,30 @@ Result<std::string> encode(const Envelope &msg)
     return out;
 }
 
-Result<void> sendMessage(int fd, const Envelope &msg)
+Result<void> sendMessage(int fd, const Envelope &msg, int pass_fd)
 {
     auto bytes = encode(msg);
     if (!bytes)
         return bytes.takeError();
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control = {};
+    struct iovec iov = {bytes->data(), bytes->size()};
+    struct msghdr mh = {};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (pass_fd >= 0) {
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof(control.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+    }
     for (;;) {
-        ssize_t n = ::send(fd, bytes->data(), bytes->size(), MSG_NOSIGNAL);
+        ssize_t n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
         if (n >= 0)
             return {};
         if (errno != EINTR)

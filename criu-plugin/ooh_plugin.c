@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "criu-plugin.h"
@@ -29,7 +30,8 @@
 #include "ooh_track.h"
 
 struct ooh_task {
-	int pid;
+	int pid;	/* in CRIU's PID namespace */
+	pid_t ooh_pid;	/* the same process in oohd's PID namespace */
 	uint64_t start_time;
 	uint64_t session; /* oohd's tracked_since_ns */
 	bool untracked;   /* gone or a zombie (leader): every page counts as changed */
@@ -125,7 +127,7 @@ static int ooh_track_mem(int pid)
 	struct ooh_stats stats;
 	struct ooh_task *t;
 	char state = '?';
-	int ret;
+	int pidfd, ret;
 
 	ret = ooh_connect_once();
 	if (ret < 0 || pid == 0)
@@ -150,28 +152,34 @@ static int ooh_track_mem(int pid)
 		return 0;
 	}
 
-	/* Still tracked since an earlier dump: keep its epochs going. */
-	ret = ooh_get_stats(ooh.client, pid, &stats);
-	if (ret == 0 && stats.alive) {
-		pr_info("%d is tracked by oohd (%s backend, epoch %llu)\n", pid, stats.backend,
-			(unsigned long long)stats.epoch);
-		t->session = stats.tracked_since_ns;
-		return 0;
+	/*
+	 * By pidfd, so that oohd finds the process whatever PID namespace
+	 * CRIU runs in. A process still tracked since an earlier dump keeps
+	 * its session and epochs (ooh_track_pidfd() returns 1); a new or lost
+	 * session starts now, and this dump saves all its pages.
+	 */
+	pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		pr_perror("pidfd_open(%d)", pid);
+		return -errno;
 	}
-	/* Its history can't be trusted: the new session dumps it in full. */
-	if (ret == 0)
-		pr_warn("oohd lost track of %d: tracking it anew, this dump saves all its pages\n", pid);
-
-	ret = ooh_track(ooh.client, pid, NULL, &t->start_time);
+	ret = ooh_track_pidfd(ooh.client, pidfd, NULL, &t->ooh_pid, &t->start_time);
+	close(pidfd);
 	if (ret < 0) {
 		pr_err("oohd can't track %d: %s\n", pid, ooh_last_error(ooh.client));
 		return ret;
 	}
-	t->tracked_now = true;
-	ret = ooh_get_stats(ooh.client, pid, &stats);
+	t->tracked_now = ret == 0;
+	ret = ooh_get_stats(ooh.client, t->ooh_pid, &stats);
 	if (ret < 0) {
 		pr_err("oohd tracks %d but has no stats for it: %s\n", pid, ooh_last_error(ooh.client));
 		return ret;
+	}
+	if (!t->tracked_now) {
+		pr_info("%d is tracked by oohd as %d (%s backend, epoch %llu)\n", pid, t->ooh_pid,
+			stats.backend, (unsigned long long)stats.epoch);
+		t->session = stats.tracked_since_ns;
+		return 0;
 	}
 	t->session = stats.tracked_since_ns;
 	pr_info("started tracking %d (%s backend): dumped in full this time\n", pid, stats.backend);
@@ -227,7 +235,7 @@ static int collect(struct ooh_task *t)
 	int ret;
 
 	ooh_rangeset_free(&t->set);
-	ret = ooh_collect_begin(ooh.client, t->pid, t->start_time, &info);
+	ret = ooh_collect_begin(ooh.client, t->ooh_pid, t->start_time, &info);
 	if (ret < 0) {
 		pr_err("oohd can't collect the written pages of %d: %s; its tracking is lost, "
 		       "so this dump can't be incremental: start a new chain\n",
@@ -321,7 +329,7 @@ static void ooh_plugin_exit(int stage, int ret)
 		 * starts over in full instead of trusting a broken history.
 		 */
 		if (ret && ooh.client && !t->untracked && (t->collected || t->tracked_now)) {
-			if (ooh_untrack(ooh.client, t->pid) < 0)
+			if (ooh_untrack(ooh.client, t->ooh_pid) < 0)
 				pr_warn("can't stop tracking %d: %s\n", t->pid, ooh_last_error(ooh.client));
 		}
 		ooh_rangeset_free(&t->set);

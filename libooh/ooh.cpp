@@ -44,14 +44,14 @@ int fail(ooh_client *c, const ooh::Error &e) { return fail(c, e.code ? e.code : 
 
 // Sends a request and receives the reply with the same id. An Error reply
 // becomes the negative errno it carries.
-int roundTrip(ooh_client *c, Envelope &req, Envelope *reply)
+int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1)
 {
     if (!c || c->fd < 0)
         return fail(c, ENOTCONN, "not connected to oohd");
     if (c->collecting)
         return fail(c, EBUSY, "a collect is in progress: read it to the end first");
     req.set_request_id(c->next_id++);
-    if (auto r = ooh::wire::sendMessage(c->fd, req); !r)
+    if (auto r = ooh::wire::sendMessage(c->fd, req, pass_fd); !r)
         return fail(c, r.error());
     auto msg = ooh::wire::receiveMessage(c->fd);
     if (!msg)
@@ -142,7 +142,27 @@ int ooh_track(ooh_client *c, pid_t pid, const char *backend, uint64_t *start_tim
         return fail(c, EPROTO, "unexpected reply to track");
     if (start_time)
         *start_time = reply.track_reply().start_time();
-    return 0;
+    return reply.track_reply().already_tracked() ? 1 : 0;
+}
+
+int ooh_track_pidfd(ooh_client *c, int pidfd, const char *backend, pid_t *tracked_pid,
+                    uint64_t *start_time)
+{
+    if (pidfd < 0)
+        return fail(c, EBADF, "invalid pidfd");
+    Envelope req, reply;
+    req.mutable_track()->set_by_pidfd(true);
+    if (backend)
+        req.mutable_track()->set_backend(backend);
+    if (int r = roundTrip(c, req, &reply, pidfd); r < 0)
+        return r;
+    if (!reply.has_track_reply())
+        return fail(c, EPROTO, "unexpected reply to track");
+    if (tracked_pid)
+        *tracked_pid = reply.track_reply().pid();
+    if (start_time)
+        *start_time = reply.track_reply().start_time();
+    return reply.track_reply().already_tracked() ? 1 : 0;
 }
 
 int ooh_untrack(ooh_client *c, pid_t pid)

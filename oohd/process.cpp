@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -48,6 +49,35 @@ Result<Process> Process::open(pid_t pid)
     if (before == 0 || before != after)
         return makeError(ESRCH, "process " + std::to_string(pid) + " exited while being opened");
     p.start_time_ = after;
+    return p;
+}
+
+Result<Process> Process::fromPidfd(UniqueFD pidfd)
+{
+    // fdinfo of a pidfd names its pid in the PID namespace of our /proc.
+    std::ifstream in("/proc/self/fdinfo/" + std::to_string(pidfd.get()));
+    std::string line;
+    pid_t pid = 0;
+    bool is_pidfd = false;
+    while (std::getline(in, line)) {
+        if (line.rfind("Pid:", 0) == 0) {
+            pid = std::atoi(line.c_str() + 4);
+            is_pidfd = true;
+        }
+    }
+    if (!is_pidfd)
+        return makeError(EBADF, "the file descriptor passed is not a pidfd");
+    if (pid <= 0)
+        return makeError(ESRCH, "the process of the pidfd passed has exited or is not visible "
+                                "in oohd's PID namespace");
+    Process p;
+    p.pid_ = pid;
+    p.pidfd_ = std::move(pidfd);
+    p.start_time_ = readStartTime(pid);
+    // While the pidfd's process lives, `pid` is its pid: so the start time
+    // read above is its own if it is still alive now.
+    if (p.start_time_ == 0 || !p.isAlive())
+        return makeError(ESRCH, "the process of the pidfd passed has exited");
     return p;
 }
 

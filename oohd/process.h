@@ -18,6 +18,9 @@ public:
     // Opens a pidfd and reads the start time; the start time is read again
     // after pidfd_open to make sure both refer to the same process.
     static Result<Process> open(pid_t pid);
+    // Adopts a pidfd (e.g. one a client passed); the pid is the one in
+    // oohd's PID namespace.
+    static Result<Process> fromPidfd(UniqueFD pidfd);
 
     pid_t pid() const { return pid_; }
     int pidfd() const { return pidfd_.get(); }

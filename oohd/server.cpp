@@ -8,6 +8,7 @@
 #include "wire.h"
 
 #include <csignal>
+#include <optional>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
@@ -191,7 +192,27 @@ void Server::onConnectionReady(int fd, uint32_t events)
         // A bounded number of requests per wake-up keeps one client from
         // starving the others.
         for (int i = 0; i < 64 && !c.closing; ++i) {
-            ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_TRUNC | MSG_DONTWAIT);
+            // One pidfd may come with a Track request (SCM_RIGHTS).
+            union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+            } control;
+            struct iovec iov = {buf.data(), buf.size()};
+            struct msghdr mh = {};
+            mh.msg_iov = &iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = control.buf;
+            mh.msg_controllen = sizeof(control.buf);
+            ssize_t n = ::recvmsg(fd, &mh, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+            UniqueFD passed;
+            for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : nullptr; cm;
+                 cm = CMSG_NXTHDR(&mh, cm)) {
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                    int pfd;
+                    std::memcpy(&pfd, CMSG_DATA(cm), sizeof(pfd));
+                    passed.reset(pfd);
+                }
+            }
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                     break;
@@ -209,7 +230,7 @@ void Server::onConnectionReady(int fd, uint32_t events)
                 sendError(c, 0, msg.error(), true);
                 break;
             }
-            handle(c, *msg);
+            handle(c, *msg, std::move(passed));
         }
     }
     if (connections_.count(fd) && c.closing && c.out.empty())
@@ -265,7 +286,7 @@ void Server::sendError(Connection &c, uint64_t id, const Error &err, bool fatal)
         c.closing = true;
 }
 
-void Server::handle(Connection &c, const wire::Envelope &msg)
+void Server::handle(Connection &c, const wire::Envelope &msg, UniqueFD passed_fd)
 {
     const uint64_t id = msg.request_id();
     if (!c.greeted) {
@@ -296,7 +317,7 @@ void Server::handle(Connection &c, const wire::Envelope &msg)
     }
     switch (msg.body_case()) {
     case wire::Envelope::kTrack:
-        return handleTrack(c, id, msg.track());
+        return handleTrack(c, id, msg.track(), std::move(passed_fd));
     case wire::Envelope::kUntrack:
         return handleUntrack(c, id, msg.untrack());
     case wire::Envelope::kCollect:
@@ -354,9 +375,21 @@ wire::Envelope trackReply(uint64_t id, const Session &s, bool already_tracked)
 
 } // namespace
 
-void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req)
+void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req,
+                         UniqueFD pidfd)
 {
     pid_t pid = req.pid();
+    std::optional<Process> given;
+    if (req.by_pidfd()) {
+        if (!pidfd.isValid())
+            return sendError(c, id, makeError(EBADF, "track by pidfd: no pidfd came with it"),
+                             false);
+        auto p = Process::fromPidfd(std::move(pidfd));
+        if (!p)
+            return sendError(c, id, p.error(), false);
+        pid = p->pid();
+        given = std::move(*p);
+    }
     if (auto ok = checkPeerMayTrace(c.peer, pid); !ok)
         return sendError(c, id, ok.error(), false);
 
@@ -396,7 +429,7 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
     BackendEntry *entry = chooseBackend(req.backend(), &why);
     if (!entry)
         return sendError(c, id, why, false);
-    auto process = Process::open(pid);
+    auto process = given ? Result<Process>(std::move(*given)) : Process::open(pid);
     if (!process)
         return sendError(c, id, process.error(), false);
     auto tracker = entry->backend->track(*process);

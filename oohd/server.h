@@ -66,8 +66,8 @@ private:
     void send(Connection &c, const wire::Envelope &msg);
     void sendError(Connection &c, uint64_t id, const Error &err, bool fatal);
 
-    void handle(Connection &c, const wire::Envelope &msg);
-    void handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req);
+    void handle(Connection &c, const wire::Envelope &msg, UniqueFD passed_fd);
+    void handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req, UniqueFD pidfd);
     void handleUntrack(Connection &c, uint64_t id, const wire::UntrackRequest &req);
     void handleCollect(Connection &c, uint64_t id, const wire::CollectRequest &req);
     void handleStats(Connection &c, uint64_t id, const wire::StatsRequest &req);

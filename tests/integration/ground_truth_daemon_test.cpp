@@ -5,6 +5,9 @@
 #include "ooh/ooh.hpp"
 
 #include <csignal>
+#include <fstream>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <filesystem>
 #include <sys/wait.h>
 
@@ -84,6 +87,63 @@ TEST_F(DaemonGroundTruth, EveryBackendThroughOohd)
     }
     if (tested == 0)
         GTEST_SKIP() << "no backend available";
+}
+
+// A client in another PID namespace (CRIU in a container) names the
+// process by pidfd; oohd answers with the pid it knows it by.
+TEST_F(DaemonGroundTruth, TrackByPidfdFromAnotherPidNamespace)
+{
+    int pipefd[2];
+    ASSERT_EQ(::pipe(pipefd), 0);
+    pid_t helper = ::fork();
+    if (helper == 0) {
+        if (::unshare(CLONE_NEWPID) < 0)
+            ::_exit(3);
+        pid_t init = ::fork();  // pid 1 of the new namespace
+        if (init == 0) {
+            pid_t target = ::fork();  // pid 2
+            if (target == 0) {
+                for (;;)
+                    ::pause();
+            }
+            int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, target, 0));
+            ooh_client *c = nullptr;
+            pid_t tracked = -1;
+            if (pidfd < 0 || ooh_connect(socket_.c_str(), &c) < 0 ||
+                ooh_track_pidfd(c, pidfd, nullptr, &tracked, nullptr) < 0)
+                tracked = -1;
+            struct ooh_collect_info info {};
+            if (tracked > 0 && ooh_collect_begin(c, tracked, 0, &info) < 0)
+                tracked = -2;
+            ooh_range r;
+            while (tracked > 0 && ooh_collect_next(c, &r, 1) > 0) {
+            }
+            int32_t answer[2] = {static_cast<int32_t>(target), static_cast<int32_t>(tracked)};
+            if (::write(pipefd[1], answer, sizeof(answer)) != sizeof(answer))
+                ::_exit(4);
+            ::sleep(2);  // keep the target alive while the test looks at it
+            ::kill(target, SIGKILL);
+            ::_exit(0);
+        }
+        int status = 0;
+        ::waitpid(init, &status, 0);
+        ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 5);
+    }
+    ::close(pipefd[1]);
+    int32_t answer[2] = {0, 0};
+    ASSERT_EQ(::read(pipefd[0], answer, sizeof(answer)), static_cast<ssize_t>(sizeof(answer)));
+    EXPECT_EQ(answer[0], 2) << "the target is pid 2 of its namespace";
+    ASSERT_GT(answer[1], 0) << "track by pidfd or the collect failed";
+    // oohd's pid is the host pid of that very process: its NSpid ends in 2.
+    std::ifstream status("/proc/" + std::to_string(answer[1]) + "/status");
+    std::string line, nspid;
+    while (std::getline(status, line))
+        if (line.rfind("NSpid:", 0) == 0)
+            nspid = line;
+    EXPECT_EQ(nspid, "NSpid:\t" + std::to_string(answer[1]) + "\t2");
+    int st = 0;
+    ::waitpid(helper, &st, 0);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "helper status " << st;
 }
 
 } // namespace

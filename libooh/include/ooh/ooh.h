@@ -75,8 +75,16 @@ const char *ooh_last_error(const ooh_client *client);
 
 /* Starts tracking pid with the named backend (NULL or "" for the default).
  * The first epoch starts now. start_time (may be NULL) receives the
- * process identity to pass to ooh_collect_begin(). */
+ * process identity to pass to ooh_collect_begin(). Returns 0 when tracking
+ * started, 1 when the process was already tracked (the session and its
+ * epoch are kept), or a negative errno. */
 int ooh_track(ooh_client *client, pid_t pid, const char *backend, uint64_t *start_time);
+/* The same for the process of pidfd (from pidfd_open()), for clients in
+ * another PID namespace than oohd (CRIU in a container): *tracked_pid
+ * receives the process's pid as oohd knows it, to use with every other call
+ * of this API. */
+int ooh_track_pidfd(ooh_client *client, int pidfd, const char *backend, pid_t *tracked_pid,
+		    uint64_t *start_time);
 int ooh_untrack(ooh_client *client, pid_t pid);
 
 /*
