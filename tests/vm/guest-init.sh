@@ -43,6 +43,7 @@ pml)
     check 120 $G ring
     check 120 $G permission
     check 120 $G stopped
+    check 120 $G isolation
     check 600 $G ground-truth spml ooh spml $W 30
     check 600 $G ground-truth epml ooh epml $W 30
     check 300 $G overflow spml
