@@ -54,6 +54,7 @@ pml)
         check 300 $G ratio ooh spml
         check 300 $G ratio ooh epml
         check 300 $G ratio soft-dirty -
+        check 600 $G ground-truth bench-soft-dirty soft-dirty - $W 30
     fi
     if rmmod ooh && [ ! -e /dev/ooh-ctl ]; then
         res kmod-unload PASS "rmmod ooh after the trackers closed"
