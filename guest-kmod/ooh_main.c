@@ -678,6 +678,19 @@ static long ooh_ioctl_track(struct file *file, void __user *arg)
 		tr->hdr->lost_events++;
 	}
 
+	/*
+	 * The first epoch starts with every page armed: a page logged earlier
+	 * (for another tracker, or shared) would otherwise not be logged again.
+	 */
+	mutex_lock(&ooh_lock);
+	t = rcu_dereference_protected(ooh_active, lockdep_is_held(&ooh_lock));
+	ret = t ? t->ops->flush_rearm(t) : -ENODEV;
+	if (!ret)
+		ooh_drain_locked(true);
+	mutex_unlock(&ooh_lock);
+	if (ret)
+		goto err_destroy;
+
 	ret = uio_register_device(ooh_misc.this_device, &tr->uio);
 	if (ret)
 		goto err_destroy;

@@ -50,6 +50,10 @@ struct ooh_xen {
 	struct ooh_xen_entry *pending;
 	size_t nr_pending, cap_pending;
 	bool pending_lost;
+	/* every frame drained since the last REARM: what REARM must re-arm */
+	u64 *rearm;
+	size_t nr_rearm, cap_rearm;
+	bool rearm_all;		/* remembering failed: re-arm everything */
 	struct ooh_transport transport;
 };
 
@@ -89,7 +93,32 @@ static struct ooh_spml_entry *ooh_xen_slot(struct ooh_xen_ring *r, u32 i)
 	return &frame[idx % OOH_SPML_ENTRIES_PER_FRAME];
 }
 
-/* Moves everything Xen produced on every ring to @sink; true if any was lost. */
+static void ooh_xen_remember(struct ooh_xen *x, u64 gfn)
+{
+	if (x->rearm_all)
+		return;
+	if (x->nr_rearm == x->cap_rearm) {
+		size_t cap = x->cap_rearm ? x->cap_rearm * 2 : 4096;
+		u64 *p = kvmalloc_array(cap, sizeof(*p), GFP_KERNEL);
+
+		if (!p) {
+			x->rearm_all = true;
+			return;
+		}
+		if (x->rearm) {
+			memcpy(p, x->rearm, x->nr_rearm * sizeof(*p));
+			kvfree(x->rearm);
+		}
+		x->rearm = p;
+		x->cap_rearm = cap;
+	}
+	x->rearm[x->nr_rearm++] = gfn;
+}
+
+/*
+ * Moves everything Xen produced on every ring to @sink; true if any was lost.
+ * A drained page stays disarmed until the next REARM: remember it.
+ */
 static bool ooh_xen_drain_rings(struct ooh_xen *x, ooh_sink_fn sink, void *ctx)
 {
 	bool lost = false;
@@ -107,6 +136,7 @@ static bool ooh_xen_drain_rings(struct ooh_xen *x, ooh_sink_fn sink, void *ctx)
 			for (cons = r->hdr->cons; cons != prod; cons++) {
 				struct ooh_spml_entry *e = ooh_xen_slot(r, cons);
 
+				ooh_xen_remember(x, e->gfn);
 				sink(ctx, e->tag, e->gfn << PAGE_SHIFT, 0);
 			}
 			smp_mb();
@@ -148,6 +178,29 @@ static void ooh_xen_keep(void *ctx, u32 tag, u64 gpa, u64 gva)
 	x->nr_pending++;
 }
 
+/* Re-arms the frames drained since the last call (or all of RAM). */
+static int ooh_xen_rearm(struct ooh_xen *x)
+{
+	struct ooh_spml_op op = {};
+	int ret;
+
+	if (x->rearm_all) {
+		op.u.rearm.flags = OOH_SPML_REARM_ALL;
+	} else {
+		if (!x->nr_rearm)
+			return 0;
+		op.u.rearm.gfns = (u64)(unsigned long)x->rearm;
+		op.u.rearm.nr = x->nr_rearm;
+	}
+	/* Xen continues a preempted REARM itself, from `done`. */
+	ret = ooh_spml(OOH_SPML_CMD_REARM, 0, &op);
+	if (!ret) {
+		x->nr_rearm = 0;
+		x->rearm_all = false;
+	}
+	return ret;
+}
+
 static int ooh_xen_flush_rearm(struct ooh_transport *t)
 {
 	struct ooh_xen *x = t->priv;
@@ -160,11 +213,9 @@ static int ooh_xen_flush_rearm(struct ooh_transport *t)
 	if (ooh_xen_drain_rings(x, ooh_xen_keep, x))
 		x->pending_lost = true;
 	/* Re-arm after the drain: every page drained is logged again. */
-	memset(&op, 0, sizeof(op));
-	op.u.rearm.flags = OOH_SPML_REARM_ALL;
-	do {
-		ret = ooh_spml(OOH_SPML_CMD_REARM, 0, &op);
-	} while (ret == -EAGAIN);
+	ret = ooh_xen_rearm(x);
+	if (ret)
+		x->pending_lost = true;
 	return ret;
 }
 
@@ -280,6 +331,11 @@ int ooh_xen_init(void)
 	}
 	cpus_read_unlock();
 	if (!ret) {
+		/* Nothing is armed before the first REARM. */
+		x->rearm_all = true;
+		ret = ooh_xen_rearm(x);
+	}
+	if (!ret) {
 		x->transport.name = "xen-spml";
 		x->transport.transport_bit = OOH_TRANSPORT_XEN_SPML;
 		x->transport.modes = 1u << OOH_MODE_SPML;
@@ -309,6 +365,7 @@ void ooh_xen_exit(void)
 	for_each_possible_cpu(cpu)
 		ooh_xen_free_ring(&x->rings[cpu], cpu);
 	kvfree(x->pending);
+	kvfree(x->rearm);
 	kfree(x->rings);
 	kfree(x);
 	ooh_xen_dev = NULL;
