@@ -62,7 +62,9 @@ Result<std::vector<PagemapPage>> readPagemap(pid_t pid, int pagemap_fd, uint64_t
     std::vector<uint64_t> buf(16384);
     *mapped = 0;
     for (const MapEntry &m : *maps) {
-        if (m.isKernelSpecial())
+        // PROT_NONE reservations (language runtimes reserve terabytes) hold
+        // nobody's writes; their pages read as vanished at worst.
+        if (m.isKernelSpecial() || !(m.read || m.write || m.exec))
             continue;
         *mapped += m.end - m.start;
         for (uint64_t addr = m.start; addr < m.end;) {
