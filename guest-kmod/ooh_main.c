@@ -7,6 +7,8 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/capability.h>
+#include <linux/cred.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
@@ -19,6 +21,7 @@
 #include <linux/pid.h>
 #include <linux/preempt.h>
 #include <linux/sched.h>
+#include <linux/sched/coredump.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
@@ -527,6 +530,39 @@ void ooh_unregister_transport(struct ooh_transport *t)
 /* ---- /dev/ooh-ctl ---- */
 
 /*
+ * The credential part of ptrace_may_access(PTRACE_MODE_ATTACH_REALCREDS),
+ * which modules cannot call: the caller's real uid/gid equal all of the
+ * target's, or CAP_SYS_PTRACE in its user namespace; and a target that is
+ * not dumpable needs CAP_SYS_PTRACE in its mm's namespace. The LSM part
+ * comes from the mem fd below.
+ */
+static int ooh_may_ptrace_realcreds(struct task_struct *task)
+{
+	const struct cred *cred = current_cred(), *tcred;
+	struct mm_struct *mm;
+	bool ok;
+
+	if (same_thread_group(task, current))
+		return 0;
+	rcu_read_lock();
+	tcred = __task_cred(task);
+	ok = (uid_eq(cred->uid, tcred->euid) && uid_eq(cred->uid, tcred->suid) &&
+	      uid_eq(cred->uid, tcred->uid) && gid_eq(cred->gid, tcred->egid) &&
+	      gid_eq(cred->gid, tcred->sgid) && gid_eq(cred->gid, tcred->gid)) ||
+	     ns_capable(tcred->user_ns, CAP_SYS_PTRACE);
+	rcu_read_unlock();
+	if (!ok)
+		return -EPERM;
+	mm = get_task_mm(task);
+	if (mm) {
+		ok = get_dumpable(mm) == SUID_DUMP_USER ||
+		     ns_capable(mm->user_ns, CAP_SYS_PTRACE);
+		mmput(mm);
+	}
+	return ok ? 0 : -EPERM;
+}
+
+/*
  * The caller proves it may ptrace the target by an fd of /proc/<pid>/mem:
  * opening it ran ptrace_may_access(PTRACE_MODE_ATTACH_FSCREDS) through every
  * LSM. ptrace_may_access() is not exported to modules, so this is how a
@@ -625,7 +661,9 @@ static long ooh_ioctl_track(struct file *file, void __user *arg)
 		ret = -ESRCH;
 		goto err_free;
 	}
-	ret = ooh_check_mem_fd(req.mem_fd, task);
+	ret = ooh_may_ptrace_realcreds(task);
+	if (!ret)
+		ret = ooh_check_mem_fd(req.mem_fd, task);
 	put_task_struct(task);
 	if (ret)
 		goto err_free;

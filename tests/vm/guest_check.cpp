@@ -13,7 +13,9 @@
 #include "ooh/ooh.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -197,6 +199,39 @@ int cmdPermission()
     if (fail.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
         fail = "user 65534 could open " OOH_CTL_DEVICE;
 
+    // Real credentials count: a caller whose real uid is not the target's
+    // and who lacks CAP_SYS_PTRACE is refused, even with a mem fd it could
+    // open (procfs checks the fs credentials, which are still root's).
+    pid_t realcreds = fork();
+    if (realcreds == 0) {
+        // Without CAP_SYS_PTRACE in any set (so that procfs' capability
+        // check still passes for a target with no more than ours)...
+        __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct data[2] = {};
+        if (syscall(SYS_capget, &hdr, data))
+            _exit(3);
+        data[CAP_SYS_PTRACE / 32].effective &= ~(1u << (CAP_SYS_PTRACE % 32));
+        data[CAP_SYS_PTRACE / 32].permitted &= ~(1u << (CAP_SYS_PTRACE % 32));
+        if (syscall(SYS_capset, &hdr, data))
+            _exit(3);
+        pid_t own = spawnSleeper();  // a descendant, so that Yama allows the mem fd
+        // ...and with another real uid, the fs credentials staying root's.
+        if (setresuid(65534, 0, 0))
+            _exit(3);
+        int mem = openMem(own);
+        if (mem < 0) {
+            reap(own);
+            _exit(4);
+        }
+        Track tr = trackPid(own, mem);
+        reap(own);
+        _exit(tr.err == EPERM ? 0 : 1);
+    }
+    waitpid(realcreds, &status, 0);
+    if (fail.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        fail = "real uid 65534 without CAP_SYS_PTRACE was not refused (child status " +
+               std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")";
+
     int mem_a = openMem(a);
     t = trackPid(a, mem_a);
     if (fail.empty() && t.err)
@@ -210,7 +245,8 @@ int cmdPermission()
     if (!fail.empty())
         return result(name, "FAIL", fail);
     return result(name, "PASS", "wrong mem fd, environ fd, non-proc fd: EPERM; exited: ESRCH; "
-                                "user 65534: EACCES; right mem fd: tracked");
+                                "user 65534: EACCES; real uid 65534 without CAP_SYS_PTRACE: "
+                                "EPERM; right mem fd: tracked");
 }
 
 std::unique_ptr<Backend> makeBackend(const std::string &name, const std::string &mode)

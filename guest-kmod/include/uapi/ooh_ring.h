@@ -42,7 +42,8 @@ struct ooh_track_req {
 	 * the kernel check ptrace_may_access(PTRACE_MODE_ATTACH_FSCREDS) with
 	 * every LSM; ptrace_may_access itself is not exported to modules, so
 	 * this fd is the caller's proof, and the module checks that it refers
-	 * to the target's mm.
+	 * to the target's mm. The module checks the credential part with the
+	 * caller's real credentials itself (PTRACE_MODE_ATTACH_REALCREDS).
 	 */
 	__s32 mem_fd;
 	__u32 ring_entries;	/* in: power of two, 0 = default (65536) */
