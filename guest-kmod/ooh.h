@@ -47,6 +47,9 @@ struct ooh_transport {
 	void *priv;
 };
 
+/* Asks the core to drain soon (e.g. from a "ring filling" interrupt). */
+void ooh_kick_drain(void);
+
 /* The core takes the first transport that registers. */
 int ooh_register_transport(struct ooh_transport *t);
 void ooh_unregister_transport(struct ooh_transport *t);

@@ -501,6 +501,11 @@ static void ooh_drain_workfn(struct work_struct *work)
 
 /* ---- transports ---- */
 
+void ooh_kick_drain(void)
+{
+	mod_delayed_work(system_wq, &ooh_drain_work, 0);
+}
+
 int ooh_register_transport(struct ooh_transport *t)
 {
 	int ret = -EBUSY;

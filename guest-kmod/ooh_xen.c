@@ -5,9 +5,9 @@
  * logging switched per vCPU with a tag (the tracker), and a collect that is
  * FLUSH(all), drain every ring, REARM.
  *
- * Rings are drained by the core's periodic work, not by the VIRQ: the
- * threshold only matters for how soon entries move, and a ring that
- * overflows is reported by Xen and fails the epoch either way.
+ * Rings are drained by the core's periodic work, and at once when Xen
+ * raises the per-vCPU VIRQ (ring past its threshold, or overflow); a ring
+ * that overflows is reported by Xen and fails the epoch either way.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -19,6 +19,9 @@
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 
+#include <linux/interrupt.h>
+
+#include <xen/events.h>
 #include <xen/xen.h>
 #include <xen/page.h>
 #include <xen/xen-ops.h>
@@ -37,6 +40,7 @@ struct ooh_xen_ring {
 	struct ooh_spml_ring_header *hdr;
 	u64 overflow_seen;
 	bool registered;
+	int irq;		/* of the VIRQ on this CPU, or <= 0 */
 };
 
 struct ooh_xen_entry {
@@ -58,6 +62,12 @@ struct ooh_xen {
 };
 
 static struct ooh_xen *ooh_xen_dev;
+
+static irqreturn_t ooh_xen_virq(int irq, void *dev_id)
+{
+	ooh_kick_drain();
+	return IRQ_HANDLED;
+}
 
 static int ooh_spml(u16 cmd, u32 vcpu, struct ooh_spml_op *op)
 {
@@ -258,6 +268,8 @@ static void ooh_xen_free_ring(struct ooh_xen_ring *r, int cpu)
 	struct ooh_spml_op op = {};
 	unsigned int i;
 
+	if (r->irq > 0)
+		unbind_from_irqhandler(r->irq, r);
 	if (r->registered)
 		ooh_spml(OOH_SPML_CMD_UNREGISTER, xen_vcpu_nr(cpu), &op);
 	r->registered = false;
@@ -328,6 +340,13 @@ int ooh_xen_init(void)
 			pr_err("Shadow PML ring of CPU %d: %d\n", cpu, ret);
 			break;
 		}
+		/* Without the VIRQ the periodic drain still runs: not fatal. */
+		x->rings[cpu].irq = bind_virq_to_irqhandler(op.u.query.virq, cpu,
+							    ooh_xen_virq, IRQF_PERCPU,
+							    "ooh-spml", &x->rings[cpu]);
+		if (x->rings[cpu].irq <= 0)
+			pr_warn("cannot bind the SPML VIRQ %u on CPU %d: %d\n",
+				op.u.query.virq, cpu, x->rings[cpu].irq);
 	}
 	cpus_read_unlock();
 	if (!ret) {
