@@ -616,6 +616,10 @@ static void ooh_tracker_destroy(struct ooh_tracker *tr)
 		list_del(&th->node);
 		ooh_thread_put(th);
 	}
+	/* Threads that had exited are usually dead by now: free them at once. */
+	mutex_lock(&ooh_lock);
+	ooh_reap_graveyard();
+	mutex_unlock(&ooh_lock);
 	schedule_delayed_work(&ooh_drain_work, msecs_to_jiffies(OOH_DRAIN_INTERVAL_MS));
 	put_pid(tr->tgid);
 	vfree(tr->hdr);
