@@ -31,6 +31,11 @@ struct ooh_transport_ops {
 	 */
 	int (*flush_rearm)(struct ooh_transport *t);
 	/*
+	 * Optional: moves what the hypervisor buffers per vCPU into the
+	 * rings, so the periodic drain sees it. Process context.
+	 */
+	void (*flush)(struct ooh_transport *t);
+	/*
 	 * Hands logged entries to @sink: up to the last re-arm point, or all
 	 * that are available. Returns true if the hypervisor dropped entries
 	 * since the previous call (the caller fails every tracker's epoch).

@@ -113,6 +113,13 @@ static int ooh_emul_flush_rearm(struct ooh_transport *t)
 	return ret;
 }
 
+static void ooh_emul_flush(struct ooh_transport *t)
+{
+	preempt_disable();
+	ooh_emul_call(t->priv, OOH_PMLDEV_CMD_FLUSH, 0, 0);
+	preempt_enable();
+}
+
 static bool ooh_emul_drain(struct ooh_transport *t, bool to_rearm,
 			   ooh_sink_fn sink, void *ctx)
 {
@@ -148,6 +155,7 @@ static const struct ooh_transport_ops ooh_emul_ops = {
 	.vcpu_enable = ooh_emul_enable,
 	.vcpu_disable = ooh_emul_disable,
 	.flush_rearm = ooh_emul_flush_rearm,
+	.flush = ooh_emul_flush,
 	.drain = ooh_emul_drain,
 };
 

@@ -480,6 +480,9 @@ static void ooh_drain_locked(bool to_rearm)
 
 	if (!t)
 		return;
+	/* Between collects, also take what sits in the per-vCPU buffers. */
+	if (!to_rearm && t->ops->flush && !idr_is_empty(&ooh_trackers))
+		t->ops->flush(t);
 	if (t->ops->drain(t, to_rearm, ooh_sink, NULL))
 		idr_for_each(&ooh_trackers, ooh_mark_lost, NULL);
 	idr_for_each(&ooh_trackers, ooh_notify_one, NULL);

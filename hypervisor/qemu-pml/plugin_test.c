@@ -246,6 +246,16 @@ int main(int argc, char **argv)
 	call(1, 0, OOH_PMLDEV_CMD_FLUSH_REARM, 0, 0);
 	CHECK(v0->head == 4, "straddling store: %llu entries", (unsigned long long)(v0->head - 2));
 
+	/* FLUSH moves the buffer into the ring without a re-arm point. */
+	before = v0->head;
+	store(1, 0x60000, 0x60000, 3);
+	CHECK(call(1, 0, OOH_PMLDEV_CMD_FLUSH, 0, 0) == 0 && v0->head == before + 1 &&
+	      v0->rearm_head == before, "FLUSH");
+	store(1, 0x60000, 0x60000, 3);	/* still armed off: not logged again */
+	call(1, 0, OOH_PMLDEV_CMD_FLUSH, 0, 0);
+	CHECK(v0->head == before + 1, "FLUSH re-armed a page");
+	call(1, 0, OOH_PMLDEV_CMD_FLUSH_REARM, 0, 0);
+
 	/* The buffer flushes itself when full (the PML-full exit). */
 	before = v0->head;
 	for (i = 0; i < OOH_PMLDEV_BUFFER_ENTRIES; i++)

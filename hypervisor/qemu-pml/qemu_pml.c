@@ -129,17 +129,24 @@ static void flush_locked(struct pml_vcpu *v)
 	v->count = 0;
 }
 
+static void flush_all(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < OOH_PMLDEV_MAX_VCPUS; i++) {
+		pthread_mutex_lock(&pml.vcpu[i].lock);
+		flush_locked(&pml.vcpu[i]);
+		pthread_mutex_unlock(&pml.vcpu[i].lock);
+	}
+}
+
 static void flush_rearm(void)
 {
 	unsigned int i;
 	int s;
 
 	pthread_mutex_lock(&pml.rearm_lock);
-	for (i = 0; i < OOH_PMLDEV_MAX_VCPUS; i++) {
-		pthread_mutex_lock(&pml.vcpu[i].lock);
-		flush_locked(&pml.vcpu[i]);
-		pthread_mutex_unlock(&pml.vcpu[i].lock);
-	}
+	flush_all();
 	for (s = 0; s < OOH_PMLDEV_MAX_VCPUS; s++)
 		__atomic_store_n(&slot_ctl(s)->rearm_head, slot_ctl(s)->head,
 				 __ATOMIC_RELEASE);
@@ -177,6 +184,9 @@ static void doorbell(unsigned int cpu, int slot)
 		break;
 	case OOH_PMLDEV_CMD_FLUSH_REARM:
 		flush_rearm();
+		break;
+	case OOH_PMLDEV_CMD_FLUSH:
+		flush_all();
 		break;
 	case OOH_PMLDEV_CMD_CALIBRATE:
 		__atomic_store_n(&pml.phys_delta,

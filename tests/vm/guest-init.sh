@@ -50,6 +50,13 @@ pml)
     check 300 $G overflow epml
     check 60 $G backends backend-choice-kmod ooh
     daemon_check oohd-ooh ooh
+    # The daemon drains a small ring on the module's UIO events.
+    OOH_RING_ENTRIES=512 oohd --socket /run/oohd.sock --foreground --log-level warning &
+    pid=$!
+    for i in $(seq 50); do [ -S /run/oohd.sock ] && break; sleep 0.2; done
+    check 300 $G ring-events /run/oohd.sock
+    kill $pid
+    wait $pid
     if [ "$bench" = 1 ]; then
         check 300 $G ratio ooh spml
         check 300 $G ratio ooh epml

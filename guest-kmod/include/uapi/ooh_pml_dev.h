@@ -36,6 +36,8 @@
  * the plugin learns the correction from this.
  */
 #define OOH_PMLDEV_CMD_CALIBRATE 3u
+/* Flush every vCPU's PML buffer into its ring (like any VM exit on VMX). */
+#define OOH_PMLDEV_CMD_FLUSH 4u
 
 struct ooh_pmldev_entry {
 	__u64 gpa;	/* page-aligned guest-physical address */
