@@ -777,7 +777,7 @@ int cmdRingEvents(const std::string &socket)
         while (__atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE) <
                    __atomic_load_n(&hdr->head, __ATOMIC_ACQUIRE) ||
                hdr->head < static_cast<uint64_t>((k + 1) * per_burst)) {
-            if (++waited > 500)
+            if (++waited > 3000)  // 30 s: a bound for a loaded machine
                 return result(name, "FAIL", "oohd did not take the ring's entries after burst " +
                                                 std::to_string(k + 1) + " (head " +
                                                 std::to_string(hdr->head) + ", tail " +
