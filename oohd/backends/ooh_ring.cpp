@@ -321,7 +321,8 @@ BackendProbe OohBackend::probe()
 
 Result<std::unique_ptr<Tracker>> OohBackend::track(const Process &target)
 {
-    if (!probed_)
+    // The module may have been loaded since the daemon's start-up probe.
+    if (!probed_ || !available_)
         probe();
     if (!available_)
         return makeError(ENODEV, "ooh backend unavailable: " + reason_);
