@@ -165,6 +165,16 @@ static int ooh_track_mem(int pid)
 	}
 	ret = ooh_track_pidfd(ooh.client, pidfd, NULL, &t->ooh_pid, &t->start_time);
 	close(pidfd);
+	if (ret == -ETIMEDOUT) {
+		/*
+		 * It can't be stopped now (a vfork() parent waiting for its
+		 * child): no history for it, so every page of it is dumped.
+		 */
+		pr_warn("oohd can't track %d now (%s): its pages are dumped in full\n", pid,
+			ooh_last_error(ooh.client));
+		t->untracked = true;
+		return 0;
+	}
 	if (ret < 0) {
 		pr_err("oohd can't track %d: %s\n", pid, ooh_last_error(ooh.client));
 		return ret;
