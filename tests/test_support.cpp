@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,13 @@ void requireRootOrSkip(const char *suite)
         std::printf("SKIP: %s needs root (ptrace and /proc of other processes)\n", suite);
         std::exit(kSkip);
     }
+}
+
+int runRootTests(int argc, char **argv, const char *suite)
+{
+    requireRootOrSkip(suite);
+    ::testing::InitGoogleTest(&argc, argv);
+    return RUN_ALL_TESTS();
 }
 
 ChildProcess::ChildProcess(const std::vector<std::string> &argv)

@@ -18,6 +18,8 @@ inline constexpr int kSkip = 77;
 
 // Exits with kSkip and a reason unless running as root.
 void requireRootOrSkip(const char *suite);
+// main() of a GoogleTest executable that needs root: skips without it.
+int runRootTests(int argc, char **argv, const char *suite);
 
 // A child process with its stdin and stdout connected to us.
 class ChildProcess {

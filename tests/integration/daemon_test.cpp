@@ -166,7 +166,5 @@ TEST_F(DaemonTest, LargeSetIsChunked)
 
 int main(int argc, char **argv)
 {
-    ooh::test::requireRootOrSkip("the daemon session tests");
-    ::testing::InitGoogleTest(&argc, argv);
-    return RUN_ALL_TESTS();
+    return ooh::test::runRootTests(argc, argv, "the daemon session tests");
 }

@@ -151,7 +151,5 @@ TEST_F(DaemonGroundTruth, TrackByPidfdFromAnotherPidNamespace)
 
 int main(int argc, char **argv)
 {
-    ooh::test::requireRootOrSkip("the ground-truth tests");
-    ::testing::InitGoogleTest(&argc, argv);
-    return RUN_ALL_TESTS();
+    return ooh::test::runRootTests(argc, argv, "the ground-truth tests");
 }

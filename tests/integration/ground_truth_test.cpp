@@ -158,7 +158,5 @@ INSTANTIATE_TEST_SUITE_P(Backends, GroundTruthTest, ::testing::ValuesIn(backendN
 
 int main(int argc, char **argv)
 {
-    ooh::test::requireRootOrSkip("the ground-truth tests");
-    ::testing::InitGoogleTest(&argc, argv);
-    return RUN_ALL_TESTS();
+    return ooh::test::runRootTests(argc, argv, "the ground-truth tests");
 }

@@ -212,7 +212,5 @@ TEST_F(InjectTest, ExitedTargetIsNoticed)
 
 int main(int argc, char **argv)
 {
-    ooh::test::requireRootOrSkip("the injection tests");
-    ::testing::InitGoogleTest(&argc, argv);
-    return RUN_ALL_TESTS();
+    return ooh::test::runRootTests(argc, argv, "the injection tests");
 }
