@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <sys/types.h>
 
 namespace ooh {
@@ -39,5 +40,9 @@ private:
 
 // Parses the start time out of /proc/PID/stat; 0 on error.
 uint64_t readStartTime(pid_t pid);
+// The thread IDs of pid (from /proc/PID/task), in directory order.
+std::vector<pid_t> listThreads(pid_t pid);
+// State letter of /proc/PID/task/TID/stat ('R', 'S', 'D', 'T', ...), or '?'.
+char threadState(pid_t pid, pid_t tid);
 
 } // namespace ooh

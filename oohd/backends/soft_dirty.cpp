@@ -10,9 +10,10 @@
 
 #include "compat/linux_mm.h"
 #include "log.h"
+#include "pagemap_scan.h"
+#include "process.h"
 #include "unique_fd.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -34,32 +35,6 @@ uint64_t pageSize()
 {
     static const uint64_t size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
     return size;
-}
-
-// State letter of /proc/PID/task/TID/stat ('R', 'S', 'T', 't', ...).
-char threadState(pid_t pid, pid_t tid)
-{
-    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
-    std::string stat;
-    if (!std::getline(in, stat))
-        return '?';
-    auto close = stat.rfind(')');
-    return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
-}
-
-std::vector<pid_t> listThreads(pid_t pid)
-{
-    std::vector<pid_t> tids;
-    std::string path = "/proc/" + std::to_string(pid) + "/task";
-    DIR *dir = ::opendir(path.c_str());
-    if (!dir)
-        return tids;
-    while (struct dirent *d = ::readdir(dir)) {
-        if (d->d_name[0] >= '0' && d->d_name[0] <= '9')
-            tids.push_back(static_cast<pid_t>(std::atoi(d->d_name)));
-    }
-    ::closedir(dir);
-    return tids;
 }
 
 // Holds every thread of a process stopped for the duration of a collect.
@@ -232,34 +207,19 @@ private:
 
     Result<void> scanVma(const MapEntry &m, std::vector<PageRange> &out)
     {
-        std::vector<page_region> regions(512);
-        uint64_t start = m.start;
-        while (start < m.end) {
-            pm_scan_arg arg = {};
-            arg.size = sizeof(arg);
-            arg.start = start;
-            arg.end = m.end;
-            arg.vec = reinterpret_cast<uintptr_t>(regions.data());
-            arg.vec_len = regions.size();
-            // Soft-dirty pages, and which pages are there at all.
-            arg.category_anyof_mask = PAGE_IS_SOFT_DIRTY | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-            arg.return_mask = PAGE_IS_SOFT_DIRTY | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-            int n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &arg);
-            if (n < 0)
-                return Error::fromErrno(errno, "PAGEMAP_SCAN of " + std::to_string(pid_));
-            for (int i = 0; i < n; ++i) {
-                const page_region &r = regions[i];
-                if (r.categories & PAGE_IS_SOFT_DIRTY)
-                    out.push_back({r.start, r.end, false});
-                if (r.categories & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED))
-                    for (uint64_t a = r.start; a < r.end; a += pageSize())
-                        present_now_.push_back(a);
-            }
-            if (arg.walk_end <= start)
-                return makeError(EIO, "PAGEMAP_SCAN made no progress");
-            start = arg.walk_end;
-        }
-        return {};
+        // Soft-dirty pages, and which pages are there at all.
+        PagemapScanQuery q;
+        q.start = m.start;
+        q.end = m.end;
+        q.category_anyof_mask = PAGE_IS_SOFT_DIRTY | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+        q.return_mask = PAGE_IS_SOFT_DIRTY | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+        return scanner_.scan(pagemap_.get(), q, [&](uint64_t start, uint64_t end, uint64_t cat) {
+            if (cat & PAGE_IS_SOFT_DIRTY)
+                out.push_back({start, end, false});
+            if (cat & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED))
+                for (uint64_t a = start; a < end; a += pageSize())
+                    present_now_.push_back(a);
+        });
     }
 
     pid_t pid_;
@@ -270,6 +230,7 @@ private:
     std::vector<uint64_t> present_;      // pages present or swapped at the last reset
     std::vector<uint64_t> present_now_;  // being gathered by this collect
     uint64_t tracked_ = 0;
+    PagemapScanner scanner_{512};
 };
 
 } // namespace

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <thread>
 #include <cstring>
-#include <dirent.h>
 #include <elf.h>
 #include <fstream>
 #include <signal.h>
@@ -45,15 +44,6 @@ std::vector<StrayTracee> &strays()
     return list;
 }
 
-char threadState(pid_t pid, pid_t tid)
-{
-    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
-    std::string stat;
-    std::getline(in, stat);
-    auto close = stat.rfind(')');
-    return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
-}
-
 int tracerOf(pid_t tid)
 {
     std::ifstream in("/proc/" + std::to_string(tid) + "/status");
@@ -68,15 +58,9 @@ std::vector<pid_t> threadsOf(pid_t pid)
 {
     // The leader first: it is the thread whose stop is least surprising.
     std::vector<pid_t> tids{pid};
-    DIR *dir = ::opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
-    if (!dir)
-        return tids;
-    while (struct dirent *de = ::readdir(dir)) {
-        pid_t tid = std::atoi(de->d_name);
-        if (tid > 0 && tid != pid)
+    for (pid_t tid : listThreads(pid))
+        if (tid != pid)
             tids.push_back(tid);
-    }
-    ::closedir(dir);
     // Threads in uninterruptible sleep ('D': vfork(), I/O) cannot stop for
     // us soon: try them last.
     std::stable_partition(tids.begin(), tids.end(),
