@@ -21,6 +21,31 @@ check() { timeout "$@" || echo "OOH-NOTE '$*' exited $?"; }
 W=/bin/ooh-dirty-writer
 G=/bin/ooh-guest-check
 
+# Every vCPU must run a task before any module is loaded. On a loaded CI host
+# TCG once left CPU 0 deaf to interrupts from 6 s into the boot (RCU stalls
+# on the idle CPU, then insmod's IPIs waited for ever): that is the
+# emulator's fault, and the host boots the VM again when it reads
+# OOH-VCPU-STALL. A stall after our module is loaded is never retried.
+vcpus_run_tasks() {
+    mkdir -p /tmp/alive
+    n=$(grep -c '^processor' /proc/cpuinfo)
+    for c in $(seq 0 $((n - 1))); do
+        taskset -c "$c" sh -c "echo > /tmp/alive/$c" 2>/dev/null &
+    done
+    for i in $(seq 150); do
+        [ "$(ls /tmp/alive | wc -l)" -eq "$n" ] && return 0
+        sleep 0.2
+    done
+    missing=""
+    for c in $(seq 0 $((n - 1))); do [ -e /tmp/alive/$c ] || missing="$missing $c"; done
+    echo "OOH-VCPU-STALL cpu(s)$missing ran no task within 30 s; $(grep LOC /proc/interrupts | tr -s ' ')"
+    return 1
+}
+if ! vcpus_run_tasks; then
+    sync
+    poweroff -f
+fi
+
 insmod /lib/modules/uio.ko || res uio-load FAIL "insmod uio.ko failed"
 
 # The ground truth through the daemon: oohd picks its default backend.

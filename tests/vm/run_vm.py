@@ -132,6 +132,56 @@ def inputs_key(args):
     return h.hexdigest()
 
 
+# Console lines that mean the guest kernel stopped making progress.
+STALL_MARKERS = ("OOH-VCPU-STALL", "soft lockup", "detected stalls on CPUs",
+                 "self-detected stall", "kthread starved")
+# Seconds of console kept after the first stall line (the kernel's backtraces).
+STALL_GRACE = 20
+# The first line our module prints when it is loaded.
+KMOD_LOADED = "ooh: loading out-of-tree module"
+
+
+def first_stall(lines):
+    """Index of the first stall line, or None."""
+    for i, line in enumerate(lines):
+        if any(m in line for m in STALL_MARKERS):
+            return i
+    return None
+
+
+def run_qemu(cmd, transcript_tmp, timeout):
+    """Runs QEMU with its console in transcript_tmp. Kills it at the time limit
+    or STALL_GRACE seconds after a stall line. Returns a status string."""
+    start = time.monotonic()
+    stalled_at = None
+    seen = ""
+    with open(transcript_tmp, "w") as out, open(transcript_tmp, errors="replace") as reader:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        status = None
+        while status is None:
+            try:
+                rc = proc.wait(timeout=1)
+                status = "exit %d" % rc
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            # Keep a line's worth of the previous read: a marker may straddle.
+            seen = seen[-200:] + reader.read()
+            if stalled_at is None and any(m in seen for m in STALL_MARKERS):
+                stalled_at = now
+            if stalled_at is not None and now - stalled_at > STALL_GRACE:
+                status = "killed: the guest stalled"
+            elif now - start > timeout:
+                status = "timeout after %d s" % timeout
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.write("\nOOH-HOST qemu %s in %.0f s\n" % (status, time.monotonic() - start))
+    return status
+
+
 def boot(args, kernel_dir, workdir, transcript):
     initrd = os.path.join(workdir, "initramfs-%s.cpio" % args.group)
     build_initramfs(args, kernel_dir, initrd)
@@ -142,21 +192,31 @@ def boot(args, kernel_dir, workdir, transcript):
            "-m", "1024", "-smp", "2", "-kernel", kernel, "-initrd", initrd, "-append", cmdline]
     if args.group in ("pml", "debug"):
         shm = os.path.join(workdir, "pml-shm")
-        with open(shm, "wb") as f:
-            f.truncate(16 << 20)
         cmd += ["-plugin", "%s,shm=%s" % (args.plugin, shm),
                 "-object", "memory-backend-file,id=pml,share=on,mem-path=%s,size=16M" % shm,
                 "-device", "ivshmem-plain,memdev=pml"]
     log("booting: " + " ".join(cmd))
-    start = time.monotonic()
-    with open(transcript + ".tmp", "w") as out:
-        try:
-            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=args.timeout)
-            status = "exit %d" % proc.returncode
-        except subprocess.TimeoutExpired:
-            status = "timeout after %d s" % args.timeout
-        out.write("\nOOH-HOST qemu %s in %.0f s\n" % (status, time.monotonic() - start))
+    earlier = []
+    for attempt in (1, 2):
+        if args.group in ("pml", "debug"):
+            with open(shm, "wb") as f:
+                f.truncate(16 << 20)
+        status = run_qemu(cmd, transcript + ".tmp", args.timeout)
+        lines = open(transcript + ".tmp", errors="replace").read().splitlines()
+        stall = first_stall(lines)
+        if stall is None or attempt == 2:
+            break
+        if any(KMOD_LOADED in l for l in lines[:stall]):
+            break   # ooh.ko may be the cause: never boot again to hide it
+        # The emulator lost a vCPU before any of our code ran in the guest
+        # kernel: report it, keep its console, and boot once more.
+        log("OOH-HOST attempt %d: %s before ooh.ko was loaded (%s); booting again"
+            % (attempt, status, lines[stall].strip()))
+        earlier = ["OOH-HOST-EARLIER attempt %d (%s): %s" % (attempt, status, l)
+                   for l in lines[max(0, stall - 5):stall + 40]]
+    if earlier:
+        with open(transcript + ".tmp", "a") as out:
+            out.write("\n".join(earlier) + "\n")
     os.replace(transcript + ".tmp", transcript)
 
 
@@ -261,7 +321,8 @@ def main():
         if len(parts) >= 3 and parts[0] == "OOH-RESULT":
             results.setdefault(parts[1], (parts[2], parts[3] if len(parts) > 3 else ""))
     for line in lines:
-        if line.startswith(("OOH-BOOT", "OOH-BENCH", "OOH-NOTE", "OOH-DMESG", "OOH-HOST")):
+        if line.startswith(("OOH-BOOT", "OOH-BENCH", "OOH-NOTE", "OOH-DMESG", "OOH-HOST",
+                                     "OOH-VCPU-STALL")):
             log(line)
     if args.test == "bench":
         return bench_table(lines)
@@ -270,7 +331,13 @@ def main():
             log("%-22s %s %s" % (name, verdict, detail))
         return 0 if results and all(v != "FAIL" for v, _ in results.values()) else 1
     if args.test not in results:
-        log("FAIL: the guest printed no result for '%s'; console tail:" % args.test)
+        log("FAIL: the guest printed no result for '%s'" % args.test)
+        stall = first_stall(lines)
+        if stall is not None:
+            log("the guest kernel stalled; console from the first stall report:")
+            for line in lines[max(0, stall - 10):stall + 60]:
+                log("  | " + line)
+        log("console tail:")
         for line in lines[-40:]:
             log("  | " + line)
         return 1
