@@ -251,9 +251,20 @@ void Server::flush(Connection &c)
         }
         c.out.pop_front();
     }
-    int fd = c.fd.get();
-    auto r = watch(fd, c.out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT, nullptr);
-    (void)r;
+    // Ask for EPOLLOUT only while replies wait for room: one epoll_ctl per
+    // change, not per reply.
+    bool wants_out = !c.out.empty();
+    if (wants_out == c.wants_out)
+        return;
+    if (auto r = watch(c.fd.get(), wants_out ? EPOLLIN | EPOLLOUT : EPOLLIN, nullptr); !r) {
+        // Queued replies would never be sent: drop the client, not a reply.
+        OOH_LOG(kLog, Warning) << "client pid " << c.peer.pid << ": " << r.error().message
+                               << "; closing its connection";
+        c.out.clear();
+        c.closing = true;
+        return;
+    }
+    c.wants_out = wants_out;
 }
 
 void Server::send(Connection &c, const wire::Envelope &msg)

@@ -49,6 +49,7 @@ private:
         PeerCredentials peer;
         bool greeted = false;
         bool closing = false;  // close once the queue is flushed
+        bool wants_out = false;  // EPOLLOUT registered: replies are queued
         std::deque<std::string> out;
     };
     struct BackendEntry {

@@ -44,6 +44,37 @@ TEST(Protocol, HandshakeAndBackends)
     EXPECT_EQ(r.backends_reply().backends(0).name(), "uffd-wp");
 }
 
+// A client that sends many requests before reading any reply fills its
+// socket: the server queues the rest and sends them, in order, once the
+// client reads (EPOLLOUT), without losing or reordering one.
+TEST(Protocol, RepliesQueuedForASlowReaderArriveInOrder)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    int small = 4096;
+    ASSERT_EQ(::setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    h.start();
+    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
+    constexpr uint64_t kRequests = 500;
+    for (uint64_t id = 2; id < 2 + kRequests; ++id) {
+        wire::Envelope req;
+        req.set_request_id(id);
+        req.mutable_backends();
+        ASSERT_TRUE(wire::sendMessage(c.get(), req)) << "request " << id;
+    }
+    for (uint64_t id = 2; id < 2 + kRequests; ++id) {
+        auto r = wire::receiveMessage(c.get());
+        ASSERT_TRUE(r) << "reply " << id << ": " << r.error().message;
+        ASSERT_TRUE(r->has_backends_reply()) << "reply " << id;
+        ASSERT_EQ(r->request_id(), id);
+    }
+    // The connection still answers after its queue drained.
+    wire::Envelope req;
+    req.set_request_id(9999);
+    req.mutable_backends();
+    EXPECT_EQ(roundTrip(c.get(), req).request_id(), 9999u);
+}
+
 TEST(Protocol, GarbageClosesOnlyThatConnection)
 {
     ServerHarness h(makeBackends());
