@@ -327,7 +327,7 @@ def main():
             results.setdefault(parts[1], (parts[2], parts[3] if len(parts) > 3 else ""))
     for line in lines:
         if line.startswith(("OOH-BOOT", "OOH-BENCH", "OOH-NOTE", "OOH-DMESG", "OOH-HOST",
-                                     "OOH-VCPU-STALL")):
+                            "OOH-VCPU-STALL")):
             log(line)
     if args.test == "bench":
         return bench_table(lines)
