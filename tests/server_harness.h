@@ -65,6 +65,14 @@ inline wire::Envelope hello(uint32_t version = wire::kProtocolVersion)
     return e;
 }
 
+inline wire::Envelope backendsRequest(uint64_t id)
+{
+    wire::Envelope e;
+    e.set_request_id(id);
+    e.mutable_backends();
+    return e;
+}
+
 // Sends and receives one message; an empty Envelope on failure.
 inline wire::Envelope roundTrip(int fd, const wire::Envelope &req)
 {

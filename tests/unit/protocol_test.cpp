@@ -11,6 +11,7 @@
 namespace ooh {
 namespace {
 
+using test::backendsRequest;
 using test::hello;
 using test::roundTrip;
 using test::ServerHarness;
@@ -34,10 +35,7 @@ TEST(Protocol, HandshakeAndBackends)
     ASSERT_TRUE(r.has_hello_reply());
     EXPECT_EQ(r.request_id(), 1u);
     EXPECT_EQ(r.hello_reply().protocol_version(), wire::kProtocolVersion);
-    wire::Envelope req;
-    req.set_request_id(2);
-    req.mutable_backends();
-    r = roundTrip(c.get(), req);
+    r = roundTrip(c.get(), backendsRequest(2));
     ASSERT_TRUE(r.has_backends_reply());
     EXPECT_EQ(r.request_id(), 2u);
     EXPECT_GE(r.backends_reply().backends_size(), 1);
@@ -56,12 +54,8 @@ TEST(Protocol, RepliesQueuedForASlowReaderArriveInOrder)
     h.start();
     ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
     constexpr uint64_t kRequests = 500;
-    for (uint64_t id = 2; id < 2 + kRequests; ++id) {
-        wire::Envelope req;
-        req.set_request_id(id);
-        req.mutable_backends();
-        ASSERT_TRUE(wire::sendMessage(c.get(), req)) << "request " << id;
-    }
+    for (uint64_t id = 2; id < 2 + kRequests; ++id)
+        ASSERT_TRUE(wire::sendMessage(c.get(), backendsRequest(id))) << "request " << id;
     for (uint64_t id = 2; id < 2 + kRequests; ++id) {
         auto r = wire::receiveMessage(c.get());
         ASSERT_TRUE(r) << "reply " << id << ": " << r.error().message;
@@ -69,10 +63,7 @@ TEST(Protocol, RepliesQueuedForASlowReaderArriveInOrder)
         ASSERT_EQ(r->request_id(), id);
     }
     // The connection still answers after its queue drained.
-    wire::Envelope req;
-    req.set_request_id(9999);
-    req.mutable_backends();
-    EXPECT_EQ(roundTrip(c.get(), req).request_id(), 9999u);
+    EXPECT_EQ(roundTrip(c.get(), backendsRequest(9999)).request_id(), 9999u);
 }
 
 TEST(Protocol, GarbageClosesOnlyThatConnection)
@@ -90,10 +81,7 @@ TEST(Protocol, GarbageClosesOnlyThatConnection)
     EXPECT_EQ(r->error().errno_code(), EBADMSG);
     EXPECT_TRUE(isClosed(bad.get()));
     // The other client is still served.
-    wire::Envelope req;
-    req.set_request_id(7);
-    req.mutable_backends();
-    EXPECT_TRUE(roundTrip(good.get(), req).has_backends_reply());
+    EXPECT_TRUE(roundTrip(good.get(), backendsRequest(7)).has_backends_reply());
 }
 
 TEST(Protocol, OversizedMessage)
@@ -193,9 +181,7 @@ TEST(Protocol, PidThePeerMayNotTouch)
     EXPECT_NE(r.error().message().find("uid 4242 may not trace pid 1"), std::string::npos)
         << r.error().message();
     // A refusal is not a protocol error: the connection stays usable.
-    e.set_request_id(6);
-    e.mutable_backends();
-    EXPECT_TRUE(roundTrip(c.get(), e).has_backends_reply());
+    EXPECT_TRUE(roundTrip(c.get(), backendsRequest(6)).has_backends_reply());
 }
 
 TEST(Protocol, CollectOfUntrackedPid)

@@ -141,12 +141,13 @@ STALL_GRACE = 20
 KMOD_LOADED = "ooh: loading out-of-tree module"
 
 
+def mentions_stall(text):
+    return any(m in text for m in STALL_MARKERS)
+
+
 def first_stall(lines):
     """Index of the first stall line, or None."""
-    for i, line in enumerate(lines):
-        if any(m in line for m in STALL_MARKERS):
-            return i
-    return None
+    return next((i for i, line in enumerate(lines) if mentions_stall(line)), None)
 
 
 def run_qemu(cmd, transcript_tmp, timeout):
@@ -169,7 +170,7 @@ def run_qemu(cmd, transcript_tmp, timeout):
             now = time.monotonic()
             # Keep a line's worth of the previous read: a marker may straddle.
             seen = seen[-200:] + reader.read()
-            if stalled_at is None and any(m in seen for m in STALL_MARKERS):
+            if stalled_at is None and mentions_stall(seen):
                 stalled_at = now
             if stalled_at is not None and now - stalled_at > STALL_GRACE:
                 status = "killed: the guest stalled"
