@@ -23,20 +23,13 @@
 #include <unistd.h>
 #include <vector>
 
+#include "page_stamp.h"
+
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr int kSideMaps = 4;
 
 volatile sig_atomic_t g_verify, g_pause, g_resume, g_fork;
-
-uint64_t stamp(uint64_t addr, uint32_t gen)
-{
-    uint64_t z = addr ^ (uint64_t(gen) * 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 uint64_t xorshift(uint64_t &s)
 {
@@ -46,46 +39,33 @@ uint64_t xorshift(uint64_t &s)
     return s;
 }
 
-// A mapping the workload writes, with one generation per page (0 = never
-// written or discarded: reads as zeros) and the pages written since resume.
+// A stamped mapping the workload writes, and the pages written since resume.
 struct Region {
-    uint64_t *base = nullptr;
-    size_t pages = 0;
-    std::vector<uint32_t> gen;
+    ooh::testprog::StampedRegion mem;
     std::vector<uint8_t> touched;
 
     void map(size_t n)
     {
-        void *p = mmap(nullptr, n * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) {
+        if (!mem.map(n)) {
             perror("mmap");
             std::exit(2);
         }
-        base = static_cast<uint64_t *>(p);
-        pages = n;
-        gen.assign(n, 0);
         touched.assign(n, 0);
     }
     void unmap()
     {
-        munmap(base, pages * kPage);
-        base = nullptr;
-        pages = 0;
-        gen.clear();
+        mem.unmap();
         touched.clear();
     }
+    size_t pages() const { return mem.pages(); }
     void write(size_t i)
     {
-        uint32_t g = ++gen[i];
-        uint64_t *p = base + i * (kPage / 8);
-        for (size_t w = 0; w < kPage / 8; w++)
-            p[w] = stamp(reinterpret_cast<uint64_t>(&p[w]), g);
+        mem.write(i);
         touched[i] = 1;
     }
     void discard(size_t i)
     {
-        madvise(base + i * (kPage / 8), kPage, MADV_DONTNEED);
-        gen[i] = 0;
+        mem.discard(i);
         touched[i] = 0;
     }
     size_t written() const
@@ -96,27 +76,6 @@ struct Region {
         return n;
     }
     void resetTouched() { std::fill(touched.begin(), touched.end(), 0); }
-    // Returns the number of bad pages; describes the first one.
-    size_t verify(const char *name, std::string &first) const
-    {
-        size_t bad = 0;
-        for (size_t i = 0; i < pages; i++) {
-            const uint64_t *p = base + i * (kPage / 8);
-            for (size_t w = 0; w < kPage / 8; w++) {
-                uint64_t want = gen[i] ? stamp(reinterpret_cast<uint64_t>(&p[w]), gen[i]) : 0;
-                if (p[w] != want) {
-                    if (!bad++) {
-                        char buf[256];
-                        std::snprintf(buf, sizeof(buf), "%s page %zu (%p) gen %u word %zu", name, i,
-                                      static_cast<const void *>(p), gen[i], w);
-                        first = buf;
-                    }
-                    break;
-                }
-            }
-        }
-        return bad;
-    }
 };
 
 struct State {
@@ -157,7 +116,7 @@ void *writerThread(void *)
             g.threadStopped.store(0);
         }
         for (size_t k = 0; k < g.opsPerTick / 2 + 1; k++)
-            g.thread.write(xorshift(g.threadRng) % g.thread.pages);
+            g.thread.write(xorshift(g.threadRng) % g.thread.pages());
         usleep(1000);
     }
     return nullptr;
@@ -182,11 +141,11 @@ void remapSide(int j)
 {
     // A new mapping, often at the old address: its pages must not come
     // back from the parent images.
-    if (g.side[j].base)
+    if (g.side[j].mem.mapped())
         g.side[j].unmap();
     g.side[j].map(8 + xorshift(g.rng) % 56);
-    for (size_t k = 0; k < g.side[j].pages / 3; k++)
-        g.side[j].write(xorshift(g.rng) % g.side[j].pages);
+    for (size_t k = 0; k < g.side[j].pages() / 3; k++)
+        g.side[j].write(xorshift(g.rng) % g.side[j].pages());
 }
 
 void oneOp(uint64_t n)
@@ -195,12 +154,12 @@ void oneOp(uint64_t n)
     if (n % 400 == 399) {
         remapSide(int(xorshift(g.rng) % kSideMaps));
     } else if (r < 88) {
-        g.main.write(xorshift(g.rng) % g.main.pages);
+        g.main.write(xorshift(g.rng) % g.main.pages());
     } else if (r < 96) {
         Region &s = g.side[xorshift(g.rng) % kSideMaps];
-        s.write(xorshift(g.rng) % s.pages);
+        s.write(xorshift(g.rng) % s.pages());
     } else {
-        g.main.discard(xorshift(g.rng) % g.main.pages);
+        g.main.discard(xorshift(g.rng) % g.main.pages());
     }
 }
 
@@ -226,20 +185,15 @@ void resetWritten()
 {
     stopThread();
     std::string first;
-    size_t bad = g.main.verify("main", first);
-    bad += g.thread.verify("thread", first);
-    size_t checked = g.main.pages + g.thread.pages;
+    size_t bad = g.main.mem.verify("main", &first);
+    bad += g.thread.mem.verify("thread", &first);
+    size_t checked = g.main.pages() + g.thread.pages();
     for (int j = 0; j < kSideMaps; j++) {
-        bad += g.side[j].verify("side", first);
-        checked += g.side[j].pages;
+        bad += g.side[j].mem.verify("side", &first);
+        checked += g.side[j].pages();
     }
-    char buf[512];
-    if (bad)
-        std::snprintf(buf, sizeof(buf), "FAIL %zu of %zu pages differ; first: %s\n", bad, checked,
-                      first.c_str());
-    else
-        std::snprintf(buf, sizeof(buf), "OK %zu pages verified\n", checked);
-    writeFile("result-" + std::to_string(getpid()), buf);
+    std::string report = ooh::testprog::verifyReport(bad, checked, first);
+    writeFile("result-" + std::to_string(getpid()), report);
     std::_Exit(bad ? 1 : 0);
 }
 
