@@ -3,46 +3,144 @@
 // about --rate pages per second, mostly in a hot tenth of it, like a service
 // with a working set. Runs until killed; checkpointable by CRIU (no
 // terminal, no sockets).
+//
+// Every write stamps a whole page (page_stamp.h), so the workload can tell
+// whether its memory is what it wrote, e.g. after a CRIU restore: on SIGUSR1
+// it checks every page and writes "OK N pages match" or "FAIL ..." to the
+// --report file, then goes on. `--verify PID --report FILE` is the other
+// side, fit for `oohctl checkpoint --verify-command`: it asks PID, waits for
+// the report, prints it ("N pages match") and exits 0 only if it is OK.
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
-#include <sys/mman.h>
+#include <string>
 #include <thread>
 #include <unistd.h>
+
+#include "page_stamp.h"
+
+namespace {
+
+volatile sig_atomic_t g_verify;
+
+void onVerify(int) { g_verify = 1; }
+
+// Written whole or not at all: the verifier waits for the name to appear.
+bool writeReport(const std::string &path, const std::string &text)
+{
+    std::string tmp = path + ".tmp";
+    FILE *f = std::fopen(tmp.c_str(), "w");
+    if (!f)
+        return false;
+    bool ok = std::fputs(text.c_str(), f) >= 0;
+    ok = std::fclose(f) == 0 && ok;
+    return ok && std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// The verifier: the workload's answer, or a failure naming what is missing.
+int askToVerify(pid_t pid, const std::string &report)
+{
+    if (std::remove(report.c_str()) < 0 && errno != ENOENT) {
+        std::fprintf(stderr, "ooh-sample-workload: can't remove the old %s: %s\n", report.c_str(),
+                     std::strerror(errno));
+        return 1;
+    }
+    if (kill(pid, SIGUSR1) < 0) {
+        std::fprintf(stderr, "ooh-sample-workload: can't signal pid %d: %s\n", int(pid),
+                     std::strerror(errno));
+        return 1;
+    }
+    // 256 MiB verify in well under a second; a minute means it is not
+    // running (stopped, or not this workload).
+    for (int i = 0; i < 600; i++) {
+        std::ifstream in(report);
+        std::string line;
+        if (in && std::getline(in, line)) {
+            if (line.rfind("OK ", 0) == 0) {
+                std::printf("%s\n", line.c_str() + 3);
+                return 0;
+            }
+            std::printf("%s\n", line.c_str());
+            return 1;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::fprintf(stderr, "ooh-sample-workload: pid %d wrote no report to %s within 60 s\n",
+                 int(pid), report.c_str());
+    return 1;
+}
+
+[[noreturn]] void usage()
+{
+    std::fprintf(stderr,
+                 "usage: ooh-sample-workload [--mib N] [--rate PAGES_PER_SEC] [--report FILE]\n"
+                 "       ooh-sample-workload --verify PID --report FILE\n");
+    std::exit(2);
+}
+
+} // namespace
 
 int main(int argc, char **argv)
 {
     size_t mib = 256, rate = 2000;
+    pid_t verifyPid = 0;
+    std::string report;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--mib") && i + 1 < argc)
             mib = std::strtoul(argv[++i], nullptr, 10);
         else if (!std::strcmp(argv[i], "--rate") && i + 1 < argc)
             rate = std::strtoul(argv[++i], nullptr, 10);
-        else {
-            std::fprintf(stderr, "usage: ooh-sample-workload [--mib N] [--rate PAGES_PER_SEC]\n");
-            return 2;
-        }
+        else if (!std::strcmp(argv[i], "--report") && i + 1 < argc)
+            report = argv[++i];
+        else if (!std::strcmp(argv[i], "--verify") && i + 1 < argc)
+            verifyPid = pid_t(std::strtol(argv[++i], nullptr, 10));
+        else
+            usage();
     }
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t pages = (mib << 20) / page;
-    auto *mem = static_cast<uint8_t *>(mmap(nullptr, pages * page, PROT_READ | PROT_WRITE,
-                                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    if (mem == MAP_FAILED || pages == 0) {
+    if (verifyPid) {
+        if (verifyPid < 0 || report.empty())
+            usage();
+        return askToVerify(verifyPid, report);
+    }
+
+    const size_t pages = (mib << 20) / ooh::testprog::kStampPage;
+    ooh::testprog::StampedRegion mem;
+    if (pages == 0 || !mem.map(pages)) {
         std::perror("mmap");
         return 1;
     }
     for (size_t p = 0; p < pages; ++p)
-        mem[p * page] = 1;
+        mem.write(p);
+    struct sigaction sa = {};
+    sa.sa_handler = onVerify;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, nullptr);
+
     std::mt19937_64 rng(1);
     const size_t hot = pages / 10 + 1;
     const size_t per_tick = rate / 100 + 1;  // 100 ticks per second
-    for (uint64_t tick = 0;; ++tick) {
+    for (;;) {
+        if (g_verify) {
+            // Between writes: every page is whole.
+            g_verify = 0;
+            std::string first;
+            size_t bad = mem.verify("memory", &first);
+            std::string text = ooh::testprog::verifyReport(bad, pages, first);
+            if (report.empty())
+                std::fputs(text.c_str(), stderr);
+            else if (!writeReport(report, text))
+                std::fprintf(stderr, "ooh-sample-workload: can't write %s: %s\n", report.c_str(),
+                             std::strerror(errno));
+        }
         for (size_t i = 0; i < per_tick; ++i) {
             size_t p = (rng() % 10) ? rng() % hot : rng() % pages;
-            mem[p * page + (tick % (page / 8)) * 8] += 1;
+            mem.write(p);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
