@@ -5,23 +5,35 @@
 // threshold or a round limit is reached; then `criu dump --ooh` freezes the
 // tree for the final, smallest increment. Prints per round the pages
 // written, the dirty rate and the freeze time (CRIU's --display-stats).
+// Every step (each criu run, the verify command) has a deadline: on expiry
+// the step's process group is killed, the step is named with what it was
+// waiting for, and the target is left running, never stopped or frozen.
 #include "checkpoint.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fstream>
 #include <getopt.h>
 #include <optional>
-#include <sstream>
+#include <poll.h>
+#include <set>
 #include <string>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 #include <vector>
+
+#include "unique_fd.h"
 
 namespace {
 
@@ -37,8 +49,10 @@ struct Options {
     unsigned long threshold = 256;  // pages
     unsigned minShrinkPct = 10;
     unsigned intervalMs = 0;
+    unsigned long stepTimeoutSec = 300;
     bool restore = false;
     bool leaveRunning = false;
+    std::string verifyCommand;
     std::vector<std::string> criuArgs;
 };
 
@@ -79,12 +93,24 @@ void usage(FILE *out)
         "                           pages than the one before (default 10)\n"
         "      --interval MS        wait MS milliseconds between rounds (default 0)\n"
         "  -R, --leave-running      let the tree run after the final dump\n"
-        "      --restore            restore DIR/dump afterwards (detached) as a check\n"
+        "      --step-timeout SEC   deadline of each step (every criu run, the verify\n"
+        "                           command; default 300): a step still running then\n"
+        "                           is killed and named with the last line it logged,\n"
+        "                           the tree is left running, and oohctl exits 1\n"
+        "      --restore            restore DIR/dump afterwards (detached, as a new\n"
+        "                           process) as a check\n"
+        "      --verify-command CMD after --restore, run `sh -c CMD` with\n"
+        "                           OOH_RESTORED_PID and OOH_IMAGES_DIR set; exit 0\n"
+        "                           means the restored tree is right, and its last\n"
+        "                           output line is printed as `restore verified: LINE`\n"
         "  -h, --help               show this help\n"
         "Arguments after -- go to every criu invocation (e.g. --shell-job).\n"
         "\n"
         "Per round it prints the pages written, the rate at which the tree dirtied\n"
-        "pages since the previous round, and how long CRIU kept the tree frozen.\n");
+        "pages since the previous round, and how long CRIU kept the tree frozen.\n"
+        "CRIU logs at -v4 into each round's directory (pre-dump.log, dump.log,\n"
+        "restore.log). Exit status: 0, 1 if a step failed or timed out (named on\n"
+        "stderr), 2 for bad usage, 128+N if interrupted by signal N.\n");
 }
 
 std::string selfDir()
@@ -137,36 +163,345 @@ bool parseUnsigned(const char *s, unsigned long *out)
     return true;
 }
 
-// Runs argv, its stdout into stdoutPath if given; returns the exit status
-// (or 128 + signal), -errno if it could not run.
-int run(const std::vector<std::string> &argv, const std::string &stdoutPath = {})
+// One step of the chain: a criu run, or the verify command.
+struct Step {
+    std::string name;  // for messages: "pre-dump 2", "dump", "restore", "verify"
+    std::vector<std::string> argv;
+    std::string stdoutPath;  // its stdout goes there
+    std::string logPath;     // what it logs, for the diagnosis
+    std::vector<std::pair<std::string, std::string>> env;
+};
+
+// How a step ended.
+struct StepOutcome {
+    int status = 0;         // exit status or 128 + signal; -errno if it could not run
+    bool expired = false;   // killed at its deadline
+    int interruptedBy = 0;  // killed because oohctl got this signal
+    pid_t pid = 0;
+    std::string wchan;      // where it was blocked when killed
+};
+
+std::string readFirstLine(const std::string &path)
 {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    return line;
+}
+
+// The last line of path that contains `needle` (any line if empty), read
+// from its last 64 KiB: logs at -v4 get long.
+std::string lastLogLine(const std::string &path, const char *needle = "")
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return {};
+    in.seekg(0, std::ios::end);
+    std::streamoff size = in.tellg();
+    in.seekg(size > 65536 ? size - 65536 : 0);
+    std::string line, last;
+    while (std::getline(in, line))
+        if (line.find_first_not_of(" \t\r") != std::string::npos &&
+            line.find(needle) != std::string::npos)
+            last = line;
+    return last;
+}
+
+// Runs the step in its own process group, so that the step and whatever it
+// started can be killed together. Waits for it, its deadline, or SIGINT,
+// SIGTERM or SIGHUP to oohctl (which kill the step too).
+StepOutcome runStep(const Step &step, unsigned long timeoutSec)
+{
+    StepOutcome out;
+    sigset_t stopSigs, oldMask;
+    sigemptyset(&stopSigs);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+        struct sigaction sa;
+        // One our caller ignores (a background job's SIGINT) stays ignored.
+        if (sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_IGN)
+            sigaddset(&stopSigs, sig);
+    }
+    sigprocmask(SIG_BLOCK, &stopSigs, &oldMask);
+    ooh::UniqueFD sigFd(signalfd(-1, &stopSigs, SFD_CLOEXEC | SFD_NONBLOCK));
+
     std::fflush(stdout);  // or the child would print our buffered lines again
     pid_t child = fork();
-    if (child < 0)
-        return -errno;
+    if (child < 0) {
+        out.status = -errno;
+        sigprocmask(SIG_SETMASK, &oldMask, nullptr);
+        return out;
+    }
     if (child == 0) {
-        if (!stdoutPath.empty() && !std::freopen(stdoutPath.c_str(), "w", stdout)) {
-            std::fprintf(stderr, "%s: can't write %s: %s\n", kCmd, stdoutPath.c_str(),
+        sigprocmask(SIG_SETMASK, &oldMask, nullptr);
+        setpgid(0, 0);
+        if (!step.stdoutPath.empty() && !std::freopen(step.stdoutPath.c_str(), "w", stdout)) {
+            std::fprintf(stderr, "%s: can't write %s: %s\n", kCmd, step.stdoutPath.c_str(),
                          std::strerror(errno));
             _exit(127);
         }
+        for (const auto &[k, v] : step.env)
+            setenv(k.c_str(), v.c_str(), 1);
         std::vector<char *> args;
-        for (const auto &a : argv)
+        for (const auto &a : step.argv)
             args.push_back(const_cast<char *>(a.c_str()));
         args.push_back(nullptr);
         execvp(args[0], args.data());
         std::fprintf(stderr, "%s: can't run %s: %s\n", kCmd, args[0], std::strerror(errno));
         _exit(127);
     }
-    int status;
-    while (waitpid(child, &status, 0) < 0)
-        if (errno != EINTR)
-            return -errno;
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    return 128 + WTERMSIG(status);
+    out.pid = child;
+    setpgid(child, child);  // also here: no window where killpg() misses it
+    ooh::UniqueFD pidFd(static_cast<int>(syscall(SYS_pidfd_open, child, 0)));
+    if (!pidFd.isValid()) {
+        // Without a pidfd (Linux < 5.3) there is no bounded wait: refuse.
+        out.status = -errno;
+        killpg(child, SIGKILL);
+        waitpid(child, nullptr, 0);
+        sigprocmask(SIG_SETMASK, &oldMask, nullptr);
+        return out;
+    }
+
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSec);
+    bool mustKill = false;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
+        if (left <= 0) {
+            out.expired = mustKill = true;
+            break;
+        }
+        pollfd fds[2] = {{pidFd.get(), POLLIN, 0}, {sigFd.get(), POLLIN, 0}};
+        int n = poll(fds, sigFd.isValid() ? 2 : 1, int(std::min<long long>(left, 60000)));
+        if (n < 0 && errno != EINTR) {
+            mustKill = true;  // can't wait any more: the step must not outlive us
+            break;
+        }
+        if (n > 0 && fds[0].revents)
+            break;
+        signalfd_siginfo si;
+        if (n > 0 && fds[1].revents && read(sigFd.get(), &si, sizeof(si)) == sizeof(si)) {
+            out.interruptedBy = int(si.ssi_signo);
+            mustKill = true;
+            break;
+        }
+    }
+    if (mustKill) {
+        std::string wchan = readFirstLine("/proc/" + std::to_string(child) + "/wchan");
+        out.wchan = wchan.empty() || wchan == "0" ? "running" : "blocked in " + wchan;
+        killpg(child, SIGKILL);
+        // A process in uninterruptible sleep dies only when it wakes up: do
+        // not wait for that forever either.
+        pollfd fd = {pidFd.get(), POLLIN, 0};
+        if (poll(&fd, 1, 10000) == 0) {
+            std::fprintf(stderr, "%s: %s: pid %d does not die after SIGKILL (%s); left it\n",
+                         kCmd, step.name.c_str(), int(child), out.wchan.c_str());
+            sigprocmask(SIG_SETMASK, &oldMask, nullptr);
+            out.status = 128 + SIGKILL;
+            return out;
+        }
+    }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    sigprocmask(SIG_SETMASK, &oldMask, nullptr);
+    out.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return out;
 }
+
+// What a hung criu was waiting for, when its last log line says it.
+const char *hintFor(const std::string &line)
+{
+    static const struct {
+        const char *marker;
+        const char *hint;
+    } hints[] = {
+        {"new_sp=", "compel was waiting for the hardware-breakpoint trap that ends its parasite; "
+                    "a machine that does not deliver debug-register traps (many VMs) never sends "
+                    "it: this criu has to be told to do without breakpoints there"},
+        {"ooh:", "criu was in the ooh plugin, waiting for oohd: is oohd alive (see its log)?"},
+        {"`ooh'", "criu was starting the ooh plugin, which waits for oohd: is oohd alive?"},
+        {"freez", "criu was freezing the tree"},
+        {"page-server", "criu was waiting for the page server"},
+    };
+    for (const auto &h : hints)
+        if (line.find(h.marker) != std::string::npos)
+            return h.hint;
+    return nullptr;
+}
+
+// A step that did not succeed: says which step, and for a killed one what
+// it was waiting for. Returns oohctl's exit status.
+int reportFailure(const Step &step, const StepOutcome &out, unsigned long timeoutSec)
+{
+    const char *n = step.name.c_str();
+    if (out.status < 0) {
+        std::fprintf(stderr, "%s: %s: can't run %s: %s\n", kCmd, n, step.argv[0].c_str(),
+                     std::strerror(-out.status));
+        return 1;
+    }
+    if (!out.expired && !out.interruptedBy) {
+        std::string err = lastLogLine(step.logPath, "Error");
+        std::fprintf(stderr, "%s: %s failed: %s exited with status %d; see %s\n", kCmd, n,
+                     step.argv[0].c_str(), out.status, step.logPath.c_str());
+        if (!err.empty())
+            std::fprintf(stderr, "%s: %s: its last error: %s\n", kCmd, n, err.c_str());
+        return 1;
+    }
+    if (out.expired)
+        std::fprintf(stderr, "%s: %s did not finish within %lu s (--step-timeout): killed %s "
+                     "(pid %d, %s)\n",
+                     kCmd, n, timeoutSec, step.argv[0].c_str(), int(out.pid), out.wchan.c_str());
+    else
+        std::fprintf(stderr, "%s: %s interrupted by %s: killed %s (pid %d, %s)\n", kCmd, n,
+                     strsignal(out.interruptedBy), step.argv[0].c_str(), int(out.pid),
+                     out.wchan.c_str());
+    std::string last = lastLogLine(step.logPath);
+    if (last.empty()) {
+        std::fprintf(stderr, "%s: %s: nothing in %s to say what it was waiting for\n", kCmd, n,
+                     step.logPath.c_str());
+    } else {
+        std::fprintf(stderr, "%s: %s: the last line in %s:\n    %s\n", kCmd, n,
+                     step.logPath.c_str(), last.c_str());
+        if (const char *hint = hintFor(last))
+            std::fprintf(stderr, "%s: %s: %s\n", kCmd, n, hint);
+    }
+    return out.interruptedBy ? 128 + out.interruptedBy : 1;
+}
+
+// The tree being checkpointed, as far as a killed criu can have left it
+// stopped (SIGSTOP, a group stop under ptrace) or frozen (cgroup freezer).
+class TargetTree {
+public:
+    explicit TargetTree(pid_t root) : root_(root) {}
+
+    // Before each criu step: what was stopped or frozen already stays so.
+    void snapshot()
+    {
+        stoppedBefore_.clear();
+        for (pid_t p : processes())
+            if (isStopped(p))
+                stoppedBefore_.insert(p);
+        freezer_ = freezerOf(root_);
+        frozenBefore_ = !freezer_.file.empty() && readFirstLine(freezer_.file) == freezer_.frozen;
+    }
+
+    // After a step was killed or failed: thaw and continue what it left
+    // frozen or stopped; says in what state the root is.
+    void release(const char *step)
+    {
+        if (!freezer_.file.empty() && !frozenBefore_ &&
+            readFirstLine(freezer_.file) == freezer_.frozen) {
+            std::ofstream f(freezer_.file);
+            f << freezer_.thawed << "\n";
+            f.close();
+            std::fprintf(stderr, "%s: %s: thawed %s%s\n", kCmd, step, freezer_.file.c_str(),
+                         f ? "" : " (failed)");
+        }
+        for (pid_t p : processes()) {
+            if (isStopped(p) && !stoppedBefore_.count(p)) {
+                ::kill(p, SIGCONT);
+                std::fprintf(stderr, "%s: %s: pid %d was left stopped: sent SIGCONT\n", kCmd,
+                             step, int(p));
+            }
+        }
+        std::string state = procField(root_, "State:");
+        if (state.empty())
+            std::fprintf(stderr, "%s: %s: pid %d no longer exists\n", kCmd, step, int(root_));
+        else if (state[0] == 'T' || state[0] == 't')
+            std::fprintf(stderr, "%s: %s: pid %d is still stopped (%s): kill -CONT %d\n", kCmd,
+                         step, int(root_), state.c_str(), int(root_));
+        else
+            std::fprintf(stderr, "%s: %s: pid %d left running (state %s)\n", kCmd, step,
+                         int(root_), state.c_str());
+    }
+
+private:
+    struct Freezer {
+        std::string file, frozen, thawed;
+    };
+
+    static std::string procField(pid_t pid, const char *key)
+    {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+        std::string line;
+        while (std::getline(in, line))
+            if (line.rfind(key, 0) == 0)
+                return line.substr(line.find_first_not_of(" \t", std::strlen(key)));
+        return {};
+    }
+
+    // Stopped if any of its threads is: criu stops thread by thread.
+    static bool isStopped(pid_t pid)
+    {
+        std::string task = "/proc/" + std::to_string(pid) + "/task/";
+        std::vector<std::string> tids = listDir(task);
+        for (const auto &tid : tids) {
+            std::string stat = readFirstLine(task + tid + "/stat");
+            auto rp = stat.rfind(')');
+            if (rp != std::string::npos && rp + 2 < stat.size() &&
+                (stat[rp + 2] == 'T' || stat[rp + 2] == 't'))
+                return true;
+        }
+        return false;
+    }
+
+    static std::vector<std::string> listDir(const std::string &dir)
+    {
+        std::vector<std::string> names;
+        if (DIR *d = opendir(dir.c_str())) {
+            while (dirent *e = readdir(d))
+                if (e->d_name[0] != '.')
+                    names.push_back(e->d_name);
+            closedir(d);
+        }
+        return names;
+    }
+
+    // The root and its descendants (through /proc/PID/task/TID/children).
+    std::vector<pid_t> processes() const
+    {
+        std::vector<pid_t> out{root_};
+        for (size_t i = 0; i < out.size() && out.size() < 100000; i++) {
+            std::string task = "/proc/" + std::to_string(out[i]) + "/task/";
+            for (const auto &tid : listDir(task)) {
+                std::ifstream in(task + tid + "/children");
+                long child;
+                while (in >> child)
+                    out.push_back(pid_t(child));
+            }
+        }
+        return out;
+    }
+
+    // cgroup v2's cgroup.freeze, else v1's freezer.state, of pid's cgroup.
+    static Freezer freezerOf(pid_t pid)
+    {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+        std::string line;
+        while (std::getline(in, line)) {
+            auto c1 = line.find(':'), c2 = line.find(':', c1 + 1);
+            if (c1 == std::string::npos || c2 == std::string::npos)
+                continue;
+            std::string ctrl = line.substr(c1 + 1, c2 - c1 - 1), path = line.substr(c2 + 1);
+            if (line.rfind("0::", 0) == 0) {
+                std::string f = "/sys/fs/cgroup" + path + "/cgroup.freeze";
+                if (exists(f))
+                    return {f, "1", "0"};
+            } else if (ctrl == "freezer") {
+                std::string f = "/sys/fs/cgroup/freezer" + path + "/freezer.state";
+                if (exists(f))
+                    return {f, "FROZEN", "THAWED"};
+            }
+        }
+        return {};
+    }
+
+    pid_t root_;
+    std::set<pid_t> stoppedBefore_;
+    Freezer freezer_;
+    bool frozenBefore_ = false;
+};
 
 // CRIU's --display-stats lines (printed on its stdout).
 std::optional<RoundStats> readStats(const std::string &log)
@@ -195,46 +530,50 @@ std::optional<RoundStats> readStats(const std::string &log)
     return st;
 }
 
+// criu at -v4: when a step hangs, its last log line says where.
 std::vector<std::string> criuCommand(const Options &o, const char *action, const std::string &dir)
 {
     std::vector<std::string> argv{o.criu, action, "-D", dir, "-o", std::string(action) + ".log",
-                                  "--display-stats"};
-    if (std::strcmp(action, "restore") != 0) {
+                                  "-v4", "--display-stats"};
+    if (std::strcmp(action, "restore") != 0)
         argv.insert(argv.end(), {"-t", std::to_string(o.pid), "--ooh"});
-    }
     if (!o.pluginDir.empty())
         argv.insert(argv.end(), {"-L", o.pluginDir});
     argv.insert(argv.end(), o.criuArgs.begin(), o.criuArgs.end());
     return argv;
 }
 
-// One criu pre-dump or dump into dir; prints its line.
-int runRound(const Options &o, const char *action, const std::string &dir,
-             const std::string &parent, const char *label, RoundStats *out)
+// One criu pre-dump or dump into dir, named `name` ("pre-dump 2", "dump")
+// in messages; prints its line, labelled `label`. Returns oohctl's exit
+// status on failure, with the tree released.
+int runRound(const Options &o, TargetTree &tree, const char *action, const std::string &name,
+             const std::string &dir, const std::string &parent, const char *label, RoundStats *out)
 {
     if (mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) {
-        std::fprintf(stderr, "%s: can't create %s: %s\n", kCmd, dir.c_str(), std::strerror(errno));
+        std::fprintf(stderr, "%s: %s: can't create %s: %s\n", kCmd, name.c_str(), dir.c_str(),
+                     std::strerror(errno));
         return 1;
     }
-    auto argv = criuCommand(o, action, dir);
+    Step step{name, criuCommand(o, action, dir), dir + "/" + action + ".stats",
+              dir + "/" + action + ".log", {}};
     if (!parent.empty())
-        argv.insert(argv.end(), {"--prev-images-dir", parent});
+        step.argv.insert(step.argv.end(), {"--prev-images-dir", parent});
     if (std::strcmp(action, "dump") == 0 && o.leaveRunning)
-        argv.push_back("--leave-running");
+        step.argv.push_back("--leave-running");
 
+    tree.snapshot();
     auto t0 = std::chrono::steady_clock::now();
-    std::string statsFile = dir + "/" + action + ".stats";
-    int rc = run(argv, statsFile);
+    StepOutcome res = runStep(step, o.stepTimeoutSec);
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::string log = dir + "/" + action + ".log";
-    if (rc != 0) {
-        std::fprintf(stderr, "%s: criu %s failed (%s %d); see %s\n", kCmd, action,
-                     rc < 0 ? "error" : "status", rc, log.c_str());
-        return 1;
+    if (res.status != 0) {
+        int rc = reportFailure(step, res, o.stepTimeoutSec);
+        tree.release(name.c_str());
+        return rc;
     }
-    auto st = readStats(statsFile);
+    auto st = readStats(step.stdoutPath);
     if (!st) {
-        std::fprintf(stderr, "%s: no statistics in %s\n", kCmd, statsFile.c_str());
+        std::fprintf(stderr, "%s: %s: no statistics in %s\n", kCmd, name.c_str(),
+                     step.stdoutPath.c_str());
         return 1;
     }
     st->wallSec = wall;
@@ -247,9 +586,75 @@ int runRound(const Options &o, const char *action, const std::string &dir,
     return 0;
 }
 
+// --restore: criu restore -d of DIR/dump, then --verify-command.
+int restoreAndVerify(const Options &o, const ooh::UniqueFD &original)
+{
+    // The dumped tree must be gone (reaped by its parent) before its pids
+    // can be restored.
+    std::string proc = "/proc/" + std::to_string(o.pid);
+    for (int i = 0; i < 200 && exists(proc); i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    if (exists(proc)) {
+        std::fprintf(stderr, "%s: restore: pid %d still exists after the dump: can't restore it "
+                     "here\n",
+                     kCmd, int(o.pid));
+        return 1;
+    }
+    std::string dir = o.dir + "/dump";
+    Step step{"restore", criuCommand(o, "restore", dir), dir + "/restore.stats",
+              dir + "/restore.log", {}};
+    step.argv.push_back("--restore-detached");
+    auto t0 = std::chrono::steady_clock::now();
+    StepOutcome res = runStep(step, o.stepTimeoutSec);
+    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (res.status != 0) {
+        int rc = reportFailure(step, res, o.stepTimeoutSec);
+        // A tree half restored is nobody's: criu's own children went with
+        // its process group, restored ones that left it are killed here.
+        if (res.expired || res.interruptedBy)
+            if (exists(proc) && ::kill(o.pid, SIGKILL) == 0)
+                std::fprintf(stderr, "%s: restore: killed the half-restored pid %d\n", kCmd,
+                             int(o.pid));
+        return rc;
+    }
+    // Same pid, new process: the original (its pidfd) must be gone.
+    bool originalGone = original.isValid() &&
+                        syscall(SYS_pidfd_send_signal, original.get(), 0, nullptr, 0) < 0 &&
+                        errno == ESRCH;
+    if (!originalGone || ::kill(o.pid, 0) < 0) {
+        std::fprintf(stderr, "%s: restore: criu restore succeeded but pid %d is %s; see %s\n",
+                     kCmd, int(o.pid), originalGone ? "not running" : "still the original",
+                     step.logPath.c_str());
+        return 1;
+    }
+    std::printf("restored pid %d in %.2f s\n", int(o.pid), sec);
+    std::fflush(stdout);
+    if (o.verifyCommand.empty()) {
+        std::printf("restore not verified (no --verify-command)\n");
+        return 0;
+    }
+
+    Step verify{"verify", {"/bin/sh", "-c", o.verifyCommand}, dir + "/verify.out",
+                dir + "/verify.out",
+                {{"OOH_RESTORED_PID", std::to_string(o.pid)}, {"OOH_IMAGES_DIR", dir}}};
+    res = runStep(verify, o.stepTimeoutSec);
+    std::string last = lastLogLine(verify.stdoutPath);
+    if (res.status == 0) {
+        std::printf("restore verified: %s\n",
+                    last.empty() ? "(the command said nothing)" : last.c_str());
+        return 0;
+    }
+    if (res.expired || res.interruptedBy)
+        return reportFailure(verify, res, o.stepTimeoutSec);
+    std::fprintf(stderr, "%s: verify failed: `%s` exited with status %d: %s\n", kCmd,
+                 o.verifyCommand.c_str(), res.status,
+                 last.empty() ? "(no output)" : last.c_str());
+    return 1;
+}
+
 int parseArgs(int argc, char **argv, Options *o)
 {
-    enum { kCriu = 1000, kThreshold, kMinShrink, kInterval, kRestore };
+    enum { kCriu = 1000, kThreshold, kMinShrink, kInterval, kRestore, kStepTimeout, kVerify };
     static const option longOpts[] = {
         {"tree", required_argument, nullptr, 't'},
         {"images-dir", required_argument, nullptr, 'D'},
@@ -261,7 +666,9 @@ int parseArgs(int argc, char **argv, Options *o)
         {"min-shrink", required_argument, nullptr, kMinShrink},
         {"interval", required_argument, nullptr, kInterval},
         {"leave-running", no_argument, nullptr, 'R'},
+        {"step-timeout", required_argument, nullptr, kStepTimeout},
         {"restore", no_argument, nullptr, kRestore},
+        {"verify-command", required_argument, nullptr, kVerify},
         {"help", no_argument, nullptr, 'h'},
         {},
     };
@@ -309,8 +716,17 @@ int parseArgs(int argc, char **argv, Options *o)
             }
             o->intervalMs = unsigned(v);
             break;
+        case kStepTimeout:
+            // Up to a day: a deadline must still come.
+            if (!parseUnsigned(optarg, &v) || v == 0 || v > 86400) {
+                std::fprintf(stderr, "%s: --step-timeout wants 1..86400 seconds\n", kCmd);
+                return 2;
+            }
+            o->stepTimeoutSec = v;
+            break;
         case 'R': o->leaveRunning = true; break;
         case kRestore: o->restore = true; break;
+        case kVerify: o->verifyCommand = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -323,6 +739,10 @@ int parseArgs(int argc, char **argv, Options *o)
     }
     if (o->restore && o->leaveRunning) {
         std::fprintf(stderr, "%s: --restore needs the tree gone: drop --leave-running\n", kCmd);
+        return 2;
+    }
+    if (!o->verifyCommand.empty() && !o->restore) {
+        std::fprintf(stderr, "%s: --verify-command checks a restore: add --restore\n", kCmd);
         return 2;
     }
     return -1;
@@ -358,6 +778,15 @@ int runCheckpoint(int argc, char **argv)
         return 1;
     }
 
+    // The target, held by a pidfd: after the restore, the process at its pid
+    // must be a new one.
+    ooh::UniqueFD original(static_cast<int>(syscall(SYS_pidfd_open, o.pid, 0)));
+    if (!original.isValid()) {
+        std::fprintf(stderr, "%s: pid %d: %s\n", kCmd, int(o.pid), std::strerror(errno));
+        return 1;
+    }
+    TargetTree tree(o.pid);
+
     std::printf("checkpointing pid %d into %s with %s\n", int(o.pid), o.dir.c_str(), o.criu.c_str());
     std::string parent;
     unsigned long prevPages = 0;
@@ -368,8 +797,9 @@ int runCheckpoint(int argc, char **argv)
         std::string name = std::to_string(round);
         RoundStats st;
         std::string label = "pre " + name;
-        if (runRound(o, "pre-dump", o.dir + "/" + name, parent, label.c_str(), &st))
-            return 1;
+        if (int rc = runRound(o, tree, "pre-dump", "pre-dump " + name, o.dir + "/" + name, parent,
+                              label.c_str(), &st))
+            return rc;
         if (round > 1) {
             double sec = std::chrono::duration<double>(start - prevStart).count();
             std::printf("         dirty rate %.0f pages/s since the previous round\n",
@@ -395,36 +825,11 @@ int runCheckpoint(int argc, char **argv)
     }
 
     RoundStats fin;
-    if (runRound(o, "dump", o.dir + "/dump", parent, "dump", &fin))
-        return 1;
+    if (int rc = runRound(o, tree, "dump", "dump", o.dir + "/dump", parent, "dump", &fin))
+        return rc;
     std::printf("final dump: tree frozen for %.2f ms, %lu pages written; images in %s/dump\n",
                 fin.frozenUs / 1000.0, fin.pagesWritten, o.dir.c_str());
-
-    if (o.restore) {
-        // The dumped tree must be gone (reaped by its parent) before its
-        // pids can be restored.
-        std::string proc = "/proc/" + std::to_string(o.pid);
-        for (int i = 0; i < 200 && exists(proc); i++)
-            std::this_thread::sleep_for(std::chrono::milliseconds(25));
-        if (exists(proc)) {
-            std::fprintf(stderr, "%s: pid %d still exists after the dump: can't restore it here\n",
-                         kCmd, int(o.pid));
-            return 1;
-        }
-        std::vector<std::string> argv{o.criu, "restore", "-D", o.dir + "/dump", "-o",
-                                      "restore.log", "--restore-detached"};
-        if (!o.pluginDir.empty())
-            argv.insert(argv.end(), {"-L", o.pluginDir});
-        argv.insert(argv.end(), o.criuArgs.begin(), o.criuArgs.end());
-        auto t0 = std::chrono::steady_clock::now();
-        int r = run(argv, o.dir + "/dump/restore.stats");
-        double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (r != 0) {
-            std::fprintf(stderr, "%s: restore failed (status %d); see %s/dump/restore.log\n", kCmd,
-                         r, o.dir.c_str());
-            return 1;
-        }
-        std::printf("restored pid %d in %.2f s\n", int(o.pid), sec);
-    }
+    if (o.restore)
+        return restoreAndVerify(o, original);
     return 0;
 }
