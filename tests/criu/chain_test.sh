@@ -46,14 +46,37 @@ dump_logs() {
 
 export OOH_SOCKET=$tmp/oohd.sock
 
+# Every criu run has a deadline far below Meson's 300 s: a hung one (e.g.
+# compel waiting for a breakpoint trap that never comes) is killed, with its
+# children, and fails the test showing the last lines it logged.
+criu_deadline=60
+with_deadline() { # LOG OUT WHAT CMD... (OUT: file for its output, or -)
+    local log=$1 out=$2 what=$3 rc
+    shift 3
+    if [ "$out" = - ]; then
+        timeout -k 5 "$criu_deadline" "$@"
+    else
+        timeout -k 5 "$criu_deadline" "$@" > "$out" 2>&1
+    fi
+    rc=$?
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        echo "---- $what: no answer within $criu_deadline s, killed; the last lines of $log:"
+        tail -n 5 "$log" 2>/dev/null
+        fail "$what hung"
+    fi
+    return $rc
+}
+
 # Without soft-dirty, stock pre-dump aborted (BUG at criu/mem.c); the series
 # refuses it up front with a message naming --ooh.
 sleep 60 < /dev/null > /dev/null 2>&1 &
 sleeper=$!
 mkdir -p "$img/nosd"
-if "$criu" pre-dump -t "$sleeper" -D "$img/nosd" -o pre-dump.log > "$tmp/nosd.out" 2>&1; then
+if with_deadline "$img/nosd/pre-dump.log" "$tmp/nosd.out" "criu pre-dump without --ooh" \
+    "$criu" pre-dump -t "$sleeper" -D "$img/nosd" -o pre-dump.log; then
     # Only a kernel with soft-dirty may pre-dump without --ooh.
-    "$criu" check --feature mem_dirty_track > /dev/null 2>&1 ||
+    with_deadline "$tmp/check-sd.log" "$tmp/check-sd.log" "criu check" \
+        "$criu" check --feature mem_dirty_track ||
         fail "pre-dump without --ooh succeeded on a kernel without soft-dirty"
 else
     grep -q -- "--ooh" "$img/nosd/pre-dump.log" ||
@@ -62,7 +85,8 @@ fi
 kill "$sleeper" 2>/dev/null
 
 # No oohd yet: the feature check must fail, naming the socket.
-if "$criu" check --feature mem_dirty_track --ooh -L "$plugdir" > "$tmp/check-no-oohd.log" 2>&1; then
+if with_deadline "$tmp/check-no-oohd.log" "$tmp/check-no-oohd.log" "criu check without oohd" \
+    "$criu" check --feature mem_dirty_track --ooh -L "$plugdir"; then
     fail "criu check --feature mem_dirty_track --ooh passed without oohd"
 fi
 grep -q "$OOH_SOCKET" "$tmp/check-no-oohd.log" || fail "the check without oohd did not name its socket"
@@ -72,7 +96,8 @@ oohd_pid=$!
 for _ in $(seq 100); do [ -S "$OOH_SOCKET" ] && break; sleep 0.05; done
 [ -S "$OOH_SOCKET" ] || fail "oohd did not come up"
 
-"$criu" check --feature mem_dirty_track --ooh -L "$plugdir" > "$tmp/check.log" 2>&1 ||
+with_deadline "$tmp/check.log" "$tmp/check.log" "criu check --ooh" \
+    "$criu" check --feature mem_dirty_track --ooh -L "$plugdir" ||
     fail "criu check --feature mem_dirty_track --ooh failed"
 
 # setsid: no controlling terminal to dump; stdio to a file CRIU can reopen.
@@ -108,7 +133,8 @@ image_pages() {
 run_criu() { # ACTION DIR [args...]
     local action=$1 dir=$2; shift 2
     mkdir -p "$img/$dir"
-    "$criu" "$action" -t "$wpid" -D "$img/$dir" -o "$action.log" -v4 -L "$plugdir" --ooh "$@" ||
+    with_deadline "$img/$dir/$action.log" - "criu $action into $dir" \
+        "$criu" "$action" -t "$wpid" -D "$img/$dir" -o "$action.log" -v4 -L "$plugdir" --ooh "$@" ||
         fail "criu $action into $dir failed"
     # CRIU logs some harmless errors (RLIMIT_NOFILE, no parent pagemap for a
     # new task); errors of the memory path or the plugin are not.
@@ -161,7 +187,8 @@ for p in $(pids); do
     [ -d "/proc/$p" ] && fail "process $p still exists after dump"
 done
 
-"$criu" restore -D "$img/dump" -o restore.log -v4 -L "$plugdir" --restore-detached ||
+with_deadline "$img/dump/restore.log" - "criu restore" \
+    "$criu" restore -D "$img/dump" -o restore.log -v4 -L "$plugdir" --restore-detached ||
     fail "criu restore failed"
 for p in $(pids); do kill -0 "$p" 2>/dev/null || fail "process $p not restored"; done
 
@@ -196,7 +223,8 @@ run_criu dump dump --prev-images-dir ../1
 grep -q "no tracking history of $wpid matches the parent images" "$img/dump/dump.log" ||
     fail "the plugin did not notice that the dump skips pre-dump 2"
 for _ in $(seq 100); do [ -d "/proc/$wpid" ] || break; sleep 0.05; done
-"$criu" restore -D "$img/dump" -o restore.log -v4 -L "$plugdir" --restore-detached ||
+with_deadline "$img/dump/restore.log" - "criu restore of the branched chain" \
+    "$criu" restore -D "$img/dump" -o restore.log -v4 -L "$plugdir" --restore-detached ||
     fail "criu restore of the branched chain failed"
 kill -USR1 "$wpid"
 for _ in $(seq 300); do [ -f "$wdir/result-$wpid" ] && break; sleep 0.05; done

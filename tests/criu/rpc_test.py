@@ -9,6 +9,7 @@
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,59 @@ def skip(why):
 def fail(why):
     print("FAIL: " + why)
     sys.exit(1)
+
+
+# Each CRIU request has a deadline far below Meson's 300 s: a hung criu swrk
+# (e.g. compel waiting for a breakpoint trap that never comes) is killed and
+# the test fails with the last lines it logged.
+DEADLINE = 60
+
+
+class Hung(Exception):
+    pass
+
+
+hung = []
+
+
+def on_alarm(signum, frame):
+    # Killed here: pycriu turns the exception into one of its own.
+    hung.append(True)
+    kill_criu()
+    raise Hung()
+
+
+def descendants(pid):
+    """Every process below pid (/proc/PID/task/TID/children)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/children" % (p, tid)) as f:
+                    kids = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def kill_criu():
+    """Kills the criu processes this test started (swrk), and their children."""
+    for p in descendants(os.getpid()):
+        try:
+            with open("/proc/%d/comm" % p) as f:
+                if f.read().strip() != "criu":
+                    continue
+            for q in [p] + descendants(p):
+                os.kill(q, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def main():
@@ -84,13 +138,24 @@ def main():
                 c.opts.parent_img = parent
                 c.opts.track_mem = True
             c.opts.leave_running = True
+            signal.signal(signal.SIGALRM, on_alarm)
+            signal.alarm(DEADLINE)
             try:
                 getattr(c, kind.replace("-", "_"))()
                 ok = True
-            except pycriu.CRIUException:
+            except (pycriu.CRIUException, Hung):
                 ok = False
             finally:
+                signal.alarm(0)
                 os.close(fd)
+            if hung:
+                try:
+                    with open(os.path.join(d, kind + ".log")) as f:
+                        tail = f.read().splitlines()[-5:]
+                except OSError as e:
+                    tail = [str(e)]
+                fail("RPC %s into %s: no answer within %d s, killed criu; the last lines of its "
+                     "log:\n    %s" % (kind, name, DEADLINE, "\n    ".join(tail)))
             with open(os.path.join(d, kind + ".log")) as f:
                 return ok, f.read()
 
