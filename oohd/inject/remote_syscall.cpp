@@ -11,10 +11,15 @@
 #include <cstring>
 #include <elf.h>
 #include <fstream>
+#include <linux/capability.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 namespace ooh {
@@ -86,6 +91,59 @@ Result<void> setRegs(pid_t tid, const arch::Regs &regs)
     return {};
 }
 
+// The Seccomp: field of /proc/PID/task/TID/status: 0 (none; also when the
+// kernel has no seccomp and the field is missing), 1 (strict), 2 (filter).
+int seccompModeOf(pid_t pid, pid_t tid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("Seccomp:", 0) == 0)
+            return std::atoi(line.c_str() + 8);
+    return 0;
+}
+
+// The inode of the initial user namespace (PROC_USER_INIT_INO), fixed by
+// the kernel.
+constexpr ino_t kInitUserNsIno = 0xEFFFFFFDU;
+
+// Whether the kernel will let us set PTRACE_O_SUSPEND_SECCOMP: it wants
+// CAP_SYS_ADMIN in the initial user namespace and the tracer itself outside
+// seccomp. Only asked to refuse without touching the target; the kernel's
+// answer to PTRACE_SETOPTIONS stays the final word. Empty if so, else why not.
+std::string whyNoSeccompSuspension()
+{
+    struct stat ns {};
+    if (::stat("/proc/self/ns/user", &ns) == 0 && ns.st_ino != kInitUserNsIno)
+        return "oohd runs in a user namespace other than the initial one";
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (::syscall(SYS_capget, &hdr, data) == 0 &&
+        !(data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective & CAP_TO_MASK(CAP_SYS_ADMIN)))
+        return "oohd lacks CAP_SYS_ADMIN";
+    if (::prctl(PR_GET_SECCOMP) > 0)
+        return "oohd itself runs under seccomp";
+    return {};
+}
+
+const char *seccompModeName(int mode)
+{
+    return mode == 1 ? "seccomp strict mode, which kills it on any syscall but read, write, "
+                       "exit and sigreturn"
+                     : "a seccomp filter, which may kill it or fail the injected syscalls";
+}
+
+// The error for a process oohd cannot inject into without risking its life.
+Error seccompRefusal(pid_t pid, pid_t tid, int mode, const std::string &why)
+{
+    return makeError(EPERM, "thread " + std::to_string(tid) + " of pid " + std::to_string(pid) +
+                                " runs under " + seccompModeName(mode) +
+                                "; oohd cannot suspend seccomp while it injects its syscalls "
+                                "(PTRACE_O_SUSPEND_SECCOMP: " + why +
+                                "), so it leaves the process alone. Run oohd as root (with "
+                                "CAP_SYS_ADMIN, outside seccomp and user namespaces) to track it");
+}
+
 bool isEventStop(int status) { return (status >> 16) == PTRACE_EVENT_STOP; }
 bool isSyscallStop(int status) { return WSTOPSIG(status) == (SIGTRAP | 0x80); }
 
@@ -147,6 +205,16 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
         return makeError(ENOEXEC, "no syscall instruction found in the executable mappings of pid " +
                                       std::to_string(target.pid()));
 
+    // Under seccomp (strict mode, or a filter that may kill on userfaultfd)
+    // the injected syscalls run with seccomp suspended for the one thread
+    // that executes them. Threads can differ; if any of them needs the
+    // suspension and the kernel will not grant it, refuse before the
+    // process is touched.
+    if (std::string why = whyNoSeccompSuspension(); !why.empty())
+        for (pid_t tid : listThreads(target.pid()))
+            if (int mode = seccompModeOf(target.pid(), tid); mode != 0)
+                return seccompRefusal(target.pid(), tid, mode, why);
+
     Error last = makeError(ESRCH, "process " + std::to_string(target.pid()) + " has no threads");
     for (pid_t tid : threadsOf(target.pid())) {
         if (::ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD) < 0) {
@@ -196,6 +264,16 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
         }
         if (!stopped)
             continue;
+        // Suspended only now that the thread is stopped, so that its own
+        // code never runs unfiltered; asked for the thread as it is now (it
+        // may have entered seccomp since the check above).
+        if (int mode = seccompModeOf(target.pid(), tid); mode != 0) {
+            if (::ptrace(PTRACE_SETOPTIONS, tid, nullptr,
+                         PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP) < 0)
+                return seccompRefusal(target.pid(), tid, mode, std::strerror(errno));
+            rs.seccomp_suspended_ = true;
+            OOH_LOG(kLog, Debug) << "seccomp of thread " << tid << " suspended while injecting";
+        }
         OOH_TRY(getRegs(tid, &rs.saved_regs_));
         if (::ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &rs.saved_sigmask_) < 0)
             return Error::fromErrno(errno, "PTRACE_GETSIGMASK");
@@ -211,7 +289,8 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
 RemoteSyscalls::RemoteSyscalls(RemoteSyscalls &&o) noexcept
     : tid_(o.tid_), insn_addr_(o.insn_addr_), saved_regs_(o.saved_regs_),
       saved_sigmask_(o.saved_sigmask_), attached_(std::exchange(o.attached_, false)),
-      injected_(o.injected_), mask_set_(o.mask_set_), running_(o.running_)
+      injected_(o.injected_), mask_set_(o.mask_set_), running_(o.running_),
+      seccomp_suspended_(o.seccomp_suspended_)
 {
 }
 
@@ -302,6 +381,15 @@ Result<void> RemoteSyscalls::release()
         OOH_LOG(kLog, Warning) << "thread " << tid_
                                << " did not stop; it is detached once it does";
         return {};
+    }
+    if (seccomp_suspended_) {
+        // Seccomp applies again before the thread leaves its stop. Should
+        // this fail, the detach below still lifts the suspension, before
+        // the thread runs any code of its own: go on restoring it.
+        if (::ptrace(PTRACE_SETOPTIONS, tid_, nullptr, PTRACE_O_TRACESYSGOOD) < 0)
+            OOH_LOG(kLog, Warning) << "lifting the seccomp suspension of thread " << tid_
+                                   << " (PTRACE_SETOPTIONS): " << std::strerror(errno);
+        seccomp_suspended_ = false;
     }
     if (injected_) {
         // Back to the state of the interrupt stop: registers, then leave the

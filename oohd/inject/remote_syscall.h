@@ -9,6 +9,9 @@
 // On release the saved registers and mask are put back and the thread is
 // detached from a PTRACE_INTERRUPT stop, so that the kernel itself applies
 // its usual syscall-restart logic to a syscall the thread was sleeping in.
+// A thread under seccomp has it suspended (PTRACE_O_SUSPEND_SECCOMP) from
+// its stop until release, so that strict mode or a filter does not kill it
+// for our syscalls; without the privilege for that, attach() refuses.
 #pragma once
 
 #include "arch.h"
@@ -23,7 +26,9 @@ namespace ooh {
 class RemoteSyscalls {
 public:
     // Seizes and stops one thread of `target`. Fails with EBUSY if the
-    // target is already traced (naming the tracer), ESRCH if it exits.
+    // target is already traced (naming the tracer), ESRCH if it exits, and
+    // EPERM, before touching it, if a thread runs under seccomp and oohd may
+    // not suspend it (no CAP_SYS_ADMIN in the initial user namespace).
     static Result<RemoteSyscalls> attach(const Process &target);
 
     RemoteSyscalls(RemoteSyscalls &&other) noexcept;
@@ -54,6 +59,7 @@ private:
     bool injected_ = false;  // regs were changed: restore before detach
     bool mask_set_ = false;  // the signal mask is ours: restore before detach
     bool running_ = false;   // resumed and not seen stopped since
+    bool seccomp_suspended_ = false;  // PTRACE_O_SUSPEND_SECCOMP is set
 };
 
 // Detaches threads that did not stop in time (see RemoteSyscalls) once they
