@@ -18,7 +18,21 @@
 //    which is reported wholesale in the next two collects (the zap follows
 //    the event, so one collect could run between the two);
 //  - mappings that cannot be registered but can be written (another uffd
-//    owns them, device memory): reported wholly at every collect.
+//    owns them, device memory): reported wholly at every collect;
+//  - shared mappings (MAP_SHARED files, memfds, shared anonymous memory):
+//    their pages change through the page cache too (the target's own
+//    write() or pwrite(), or any other process), which no PTE of the
+//    target sees. They are never registered and are reported wholly at
+//    every collect.
+//
+// Tracking must not change what a checkpointer sees. The kernel reads an
+// unpopulated page of a uffd-wp VMA as written, and a scan that re-arms it
+// installs a uffd-wp PTE marker there (allocating page tables for the whole
+// range), which /proc/PID/pagemap reports as a swapped page: CRIU would
+// then dump, and fault in, every unpopulated page of every mapping. So the
+// scans only ever consider pages that exist (present or swapped) and are
+// anonymous: holes stay holes, and file pages (not yet copied on write)
+// are the file's contents, which is also how CRIU sees them.
 #include "uffd_wp.h"
 
 #include "compat/linux_mm.h"
@@ -78,14 +92,26 @@ std::string hex(uint64_t v)
 
 PagemapScanQuery writtenQuery(uint64_t start, uint64_t end)
 {
-    // Exactly this mask for get-and-clear: it is the kernel's fast path.
+    // Written, anonymous (not FILE), and present or swapped. Not the
+    // kernel's fast path (category_mask = return_mask = PAGE_IS_WRITTEN
+    // alone): it reads every unpopulated PTE of a uffd-wp VMA as written
+    // and re-arms it with a marker; kernels with the 2026 pagemap fixes
+    // (6.18 here) do the same for holes without a page table, so arming a
+    // 64 MiB PROT_NONE reservation filled it with 16384 markers. Requiring
+    // PRESENT or SWAPPED leaves holes alone and misses no write: a first
+    // write to a hole maps a page without the uffd-wp bit (written), and a
+    // page dropped without a write (MADV_DONTNEED) arrives as
+    // UFFD_EVENT_REMOVE. File pages of private mappings are the file's
+    // contents until a write copies them (then they are anonymous).
     // No PM_SCAN_CHECK_WPASYNC: over a range mixing registered and other
     // VMAs it re-protects and then fails, losing the writes it had seen.
     PagemapScanQuery q;
     q.start = start;
     q.end = end;
     q.flags = PM_SCAN_WP_MATCHING;
-    q.category_mask = PAGE_IS_WRITTEN;
+    q.category_inverted = PAGE_IS_FILE;
+    q.category_mask = PAGE_IS_WRITTEN | PAGE_IS_FILE;
+    q.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
     q.return_mask = PAGE_IS_WRITTEN;
     return q;
 }
@@ -126,6 +152,14 @@ Result<void> UffdWpTracker::adoptVma(const MapEntry &vma, std::vector<PageRange>
 {
     if (isKernelOwned(vma))
         return {};
+    if (vma.shared) {
+        // Written through the page cache as much as through PTEs: reported
+        // whole at every collect (unregistered, the coverage scan finds it
+        // again each time).
+        if (report)
+            report->push_back({vma.start, vma.end, true});
+        return {};
+    }
     int err = uffdRegister(uffd_.get(), vma.start, vma.end);
     if (err == 0) {
         // Arm: protect whatever is present now. What this scan returns was
@@ -139,8 +173,9 @@ Result<void> UffdWpTracker::adoptVma(const MapEntry &vma, std::vector<PageRange>
         return {};
     }
     if (err == -EPERM) {
-        // No VM_MAYWRITE: a shared mapping of a file opened read-only. The
-        // process can never write it, so there is nothing to track.
+        // No VM_MAYWRITE: the process can never write it through this
+        // mapping (shared mappings, whose contents can change otherwise,
+        // were handled above).
         return {};
     }
     if (err == -EBUSY && !report)

@@ -2,7 +2,8 @@
 // ooh-dirty-writer: the ground truth of dirty tracking. It writes pages
 // chosen by a seeded generator, between which it maps, unmaps, moves and
 // grows memory, grows the heap with brk, discards pages, writes from several
-// threads and from the kernel (read() into its memory), and prints exactly
+// threads and from the kernel (read() into its memory, pwrite() into a memfd
+// it also maps shared: a write no PTE of its own sees), and prints exactly
 // which pages it wrote or discarded. A tracker must report all of them.
 //
 // Protocol (one command per line on stdin, answers on stdout):
@@ -42,6 +43,9 @@ struct Region {
 
 struct Writer {
     std::vector<Region> regions;
+    // A memfd mapped MAP_SHARED, written through the file (never unmapped).
+    int memfd = -1;
+    Region file_region{};
     std::string fifo_dir = "/tmp";
     FILE *in = stdin;
     FILE *out = stdout;
@@ -84,9 +88,13 @@ struct Writer {
                 w.first = new_base;
     }
 
-    void dropped(uint8_t *base)
+    // An unmapped region has no contents left to report: neither what was
+    // written nor what was discarded there earlier in the round.
+    void dropped(const Region &r)
     {
-        std::erase_if(written, [&](const auto &w) { return w.first == base; });
+        std::erase_if(written, [&](const auto &w) { return w.first == r.base; });
+        auto lo = reinterpret_cast<uintptr_t>(r.base), hi = lo + r.pages * kPage;
+        std::erase_if(discarded, [&](const auto &d) { return d.first >= lo && d.second <= hi; });
     }
 
     void round(uint64_t seed)
@@ -98,7 +106,7 @@ struct Writer {
 
         int ops = 6 + static_cast<int>(pick(10));
         for (int op = 0; op < ops; ++op) {
-            switch (pick(10)) {
+            switch (pick(11)) {
             case 0: { // new mapping, partly written
                 Region &r = addRegion(1 + pick(64), pick(4) == 0);
                 for (size_t i = 0, n = 1 + pick(r.pages); i < n; ++i) {
@@ -113,7 +121,7 @@ struct Writer {
                     size_t i = 2 + pick(regions.size() - 2);
                     if (regions[i].is_brk)
                         break;
-                    dropped(regions[i].base);
+                    dropped(regions[i]);
                     munmap(regions[i].base, regions[i].pages * kPage);
                     regions.erase(regions.begin() + static_cast<long>(i));
                 }
@@ -199,6 +207,15 @@ struct Writer {
                 recordWrite(r, p);
                 break;
             }
+            case 8: { // write the memfd through the page cache, not the mapping
+                size_t p = pick(file_region.pages);
+                uint64_t v = rng();
+                if (pwrite(memfd, &v, sizeof(v), static_cast<off_t>(p * kPage + 256)) !=
+                    sizeof(v))
+                    fail("pwrite memfd");
+                recordWrite(file_region, p);
+                break;
+            }
             case 7: { // write-protect, then unprotect and write
                 Region &r = regions[pick(regions.size())];
                 if (!r.pages || r.is_brk)
@@ -268,6 +285,13 @@ struct Writer {
         addRegion(4096, false);
         addRegion(16, false);
         addRegion(32, true);
+        memfd = memfd_create("ooh-dirty-writer", MFD_CLOEXEC);
+        if (memfd < 0 || ftruncate(memfd, static_cast<off_t>(16 * kPage)) < 0)
+            fail("memfd");
+        void *m = mmap(nullptr, 16 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+        if (m == MAP_FAILED)
+            fail("mmap memfd");
+        file_region = {static_cast<uint8_t *>(m), 16, false, true};
         char line[256];
         std::fprintf(out, "ready %d\n", getpid());
         std::fflush(out);
