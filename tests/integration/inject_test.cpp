@@ -2,18 +2,28 @@
 // Injection leaves the target intact: targets sleeping in a syscall,
 // spinning in user code, blocked in read() and multithreaded are tracked
 // and untracked several times while they work, and their own checksums
-// must come out as if nothing happened. Also: clear errors for a target
-// that is already traced or already uses userfaultfd.
+// must come out as if nothing happened. Targets under seccomp (strict mode,
+// a filter that kills on userfaultfd) survive tracking, are tracked exactly
+// and keep their seccomp; an oohd without CAP_SYS_ADMIN refuses them
+// without harm. Also: clear errors for a target that is already traced or
+// already uses userfaultfd.
 #include "backends/uffd_wp.h"
 #include "inject/remote_syscall.h"
 #include "inject_target.h"
 #include "test_support.h"
 
 #include <chrono>
+#include <csignal>
+#include <fstream>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <linux/seccomp.h>
+#include <set>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
 namespace ooh {
 namespace {
@@ -21,6 +31,73 @@ namespace {
 using test::ChildProcess;
 
 std::string targetPath() { return test::buildDir() + "/ooh-inject-target"; }
+
+// ooh-inject-target in a seccomp mode: a region of pages it writes on
+// command, with nothing but read, write and exit (strict mode) or anything
+// but userfaultfd (the filter) allowed.
+class SeccompTarget {
+public:
+    explicit SeccompTarget(const char *mode) : child_({targetPath(), mode, "32"})
+    {
+        std::signal(SIGPIPE, SIG_IGN);  // a command to a killed target fails, not us
+    }
+
+    // False with the target's line in *skip if it could not enter the mode.
+    bool start(std::string *skip)
+    {
+        std::string line;
+        if (!child_.readLine(&line))
+            return false;
+        int pid = 0;
+        unsigned long long base = 0, pages = 0;
+        if (std::sscanf(line.c_str(), "ready %d %llx %llu", &pid, &base, &pages) != 3) {
+            *skip = line;
+            return false;
+        }
+        base_ = base;
+        pages_ = pages;
+        return pid == child_.pid();
+    }
+
+    bool command(uint64_t op, uint64_t arg)
+    {
+        uint64_t cmd[2] = {op, arg};
+        return child_.sendBytes(cmd, sizeof(cmd));
+    }
+    // Writes page i and waits for the target to say it did.
+    bool writePage(uint64_t i)
+    {
+        std::string line;
+        return command('w', i) && child_.readLine(&line) && line == "ok";
+    }
+    // The indexes of the region's pages that `ranges` cover.
+    std::set<uint64_t> pagesIn(const std::vector<PageRange> &ranges) const
+    {
+        const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+        std::set<uint64_t> out;
+        for (uint64_t i = 0; i < pages_; ++i)
+            for (const auto &r : ranges)
+                if (r.start <= base_ + i * page && base_ + (i + 1) * page <= r.end)
+                    out.insert(i);
+        return out;
+    }
+    // The Seccomp: field of its /proc status (1 strict, 2 filter).
+    int seccompMode() const
+    {
+        std::ifstream in("/proc/" + std::to_string(child_.pid()) + "/status");
+        std::string line;
+        while (std::getline(in, line))
+            if (line.rfind("Seccomp:", 0) == 0)
+                return std::atoi(line.c_str() + 8);
+        return -1;
+    }
+    ChildProcess &child() { return child_; }
+
+private:
+    ChildProcess child_;
+    uint64_t base_ = 0;
+    uint64_t pages_ = 0;
+};
 
 class InjectTest : public ::testing::Test {
 protected:
@@ -58,8 +135,126 @@ protected:
         return r;
     }
 
+    // A target under seccomp `mode` survives repeated tracking, is tracked
+    // exactly (written pages and only those, in its region), and keeps its
+    // seccomp: the forbidden syscall still kills it with `kill_signal`.
+    void trackUnderSeccomp(const char *mode, int seccomp_mode, int kill_signal)
+    {
+        SeccompTarget t(mode);
+        std::string skip;
+        if (!t.start(&skip)) {
+            ASSERT_EQ(skip.rfind("skip", 0), 0u) << "target did not start: " << skip;
+            GTEST_SKIP() << skip;
+        }
+        ASSERT_EQ(t.seccompMode(), seccomp_mode);
+        trackRepeatedly(t.child().pid(), 3);
+        ASSERT_TRUE(t.writePage(0)) << "the target died: status " << t.child().wait();
+
+        auto proc = Process::open(t.child().pid());
+        ASSERT_TRUE(proc) << proc.error().message;
+        auto tracker = backend_.track(*proc);
+        ASSERT_TRUE(tracker) << tracker.error().message;
+        const std::vector<std::set<uint64_t>> rounds = {{1, 5, 6, 20}, {0, 31}, {}, {7}};
+        for (const auto &want : rounds) {
+            for (uint64_t i : want)
+                ASSERT_TRUE(t.writePage(i)) << "the target died: status " << t.child().wait();
+            std::vector<PageRange> ranges;
+            auto r = (*tracker)->collect(ranges);
+            ASSERT_TRUE(r) << r.error().message;
+            EXPECT_EQ(t.pagesIn(ranges), want);
+        }
+        tracker->reset();
+
+        EXPECT_EQ(t.seccompMode(), seccomp_mode) << "tracking changed the target's seccomp";
+        ASSERT_TRUE(t.writePage(3));
+        ASSERT_TRUE(t.command('f', 0));
+        EXPECT_EQ(t.child().wait(), 128 + kill_signal)
+            << "the target's own forbidden syscall must still be fatal after tracking";
+    }
+
     UffdWpBackend backend_;
 };
+
+TEST_F(InjectTest, StrictSeccompTargetSurvivesTracking)
+{
+    trackUnderSeccomp("seccomp-strict", SECCOMP_MODE_STRICT, SIGKILL);
+}
+
+TEST_F(InjectTest, SeccompFilterTargetSurvivesTracking)
+{
+    trackUnderSeccomp("seccomp-filter", SECCOMP_MODE_FILTER, SIGSYS);
+}
+
+// What an oohd without CAP_SYS_ADMIN (but allowed to ptrace) makes of a
+// process: track it in a child that dropped the capability, report the
+// error code (0 on success) and message.
+std::pair<int, std::string> trackWithoutSysAdmin(UffdWpBackend &backend, pid_t pid)
+{
+    int fds[2];
+    if (::pipe(fds) < 0)
+        return {-1, "pipe failed"};
+    pid_t child = ::fork();
+    if (child == 0) {
+        ::close(fds[0]);
+        struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+        std::string msg = "capset failed";
+        int code = -1;
+        if (::syscall(SYS_capget, &hdr, data) == 0) {
+            data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
+            data[CAP_TO_INDEX(CAP_SYS_ADMIN)].permitted &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
+            if (::syscall(SYS_capset, &hdr, data) == 0) {
+                auto proc = Process::open(pid);
+                auto t = proc ? backend.track(*proc)
+                              : Result<std::unique_ptr<Tracker>>(proc.takeError());
+                code = t ? 0 : t.error().code;
+                msg = t ? "" : t.error().message;
+            }
+        }
+        if (::write(fds[1], &code, sizeof(code)) != sizeof(code) ||
+            ::write(fds[1], msg.data(), msg.size()) < 0)
+            ::_exit(1);
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    int code = -1;
+    std::string msg;
+    if (::read(fds[0], &code, sizeof(code)) == sizeof(code)) {
+        char buf[1024];
+        for (ssize_t n; (n = ::read(fds[0], buf, sizeof(buf))) > 0;)
+            msg.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fds[0]);
+    ::waitpid(child, nullptr, 0);
+    return {code, msg};
+}
+
+TEST_F(InjectTest, SeccompTargetRefusedWithoutSysAdmin)
+{
+    for (const char *mode : {"seccomp-strict", "seccomp-filter"}) {
+        SCOPED_TRACE(mode);
+        SeccompTarget t(mode);
+        std::string skip;
+        if (!t.start(&skip))
+            GTEST_SKIP() << skip;
+        auto [code, msg] = trackWithoutSysAdmin(backend_, t.child().pid());
+        EXPECT_EQ(code, EPERM) << msg;
+        EXPECT_NE(msg.find("seccomp"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("CAP_SYS_ADMIN"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("pid " + std::to_string(t.child().pid())), std::string::npos) << msg;
+        ASSERT_TRUE(t.writePage(1)) << "the target died: status " << t.child().wait();
+        ASSERT_TRUE(t.command('q', 42));
+        EXPECT_EQ(t.child().wait(), 42);
+    }
+    // A process without seccomp is tracked as before.
+    ChildProcess plain({targetPath(), "read"});
+    std::string ready;
+    ASSERT_TRUE(plain.readLine(&ready));
+    auto [code, msg] = trackWithoutSysAdmin(backend_, plain.pid());
+    EXPECT_EQ(code, 0) << msg;
+    plain.closeInput();
+    EXPECT_EQ(resultOf(plain), 1u);
+}
 
 TEST_F(InjectTest, SpinningTarget)
 {

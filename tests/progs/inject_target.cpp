@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // ooh-inject-target: a process to inject into while it sleeps in a syscall,
-// spins in user code, blocks in read(), or runs several threads. It checks
-// its own work and prints "result N" (and exits 1 on a syscall that
-// returned an error the injection caused, such as EINTR).
+// spins in user code, blocks in read(), runs several threads, or lives
+// under seccomp. It checks its own work and prints "result N" (and exits 1
+// on a syscall that returned an error the injection caused, such as EINTR).
 #include "inject_target.h"
 
 #include <atomic>
@@ -12,9 +12,14 @@
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
+#include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
@@ -47,16 +52,112 @@ uint64_t sleepWork(uint64_t seed, uint64_t n)
     return acc;
 }
 
+// Raw syscalls only: under strict mode nothing but read, write, exit and
+// sigreturn is allowed (not even exit_group, which exit() would use).
+void rawWrite(const char *s) { syscall(SYS_write, STDOUT_FILENO, s, std::strlen(s)); }
+[[noreturn]] void rawExit(int code)
+{
+    for (;;)
+        syscall(SYS_exit, code);
+}
+
+// A filter that kills the process on userfaultfd() (as a hardened
+// profile might) and allows everything else.
+int enterSeccompFilter()
+{
+    struct sock_filter insns[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {static_cast<unsigned short>(sizeof(insns) / sizeof(insns[0])),
+                              insns};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+// Seccomp modes: enters strict mode or the filter above, then serves
+// 16-byte commands {op, arg} on stdin, answering "ok" lines:
+//   'w' i   write page i of its region     'f' -  make its forbidden syscall
+//   'q' n   exit with status n              EOF    exit 0
+// The forbidden syscall is getpid() in strict mode and userfaultfd() under
+// the filter: seccomp must kill it then, tracked or not.
+int seccompTarget(bool strict, uint64_t pages)
+{
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    auto *mem = static_cast<volatile char *>(mmap(nullptr, pages * page, PROT_READ | PROT_WRITE,
+                                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (mem == MAP_FAILED) {
+        std::printf("error mmap: %s\n", std::strerror(errno));
+        return 1;
+    }
+    for (uint64_t i = 0; i < pages; ++i)
+        mem[i * page] = 1;
+    char ready[96];
+    std::snprintf(ready, sizeof(ready), "ready %d %#llx %llu\n", getpid(),
+                  static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(mem)),
+                  static_cast<unsigned long long>(pages));
+    std::fflush(stdout);
+    int r = strict ? prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) : enterSeccompFilter();
+    if (r < 0) {
+        std::printf("skip: cannot enter seccomp %s mode: %s\n", strict ? "strict" : "filter",
+                    std::strerror(errno));
+        return 0;
+    }
+    rawWrite(ready);
+    uint64_t stamp = 0;
+    for (;;) {
+        uint64_t cmd[2];
+        long n = syscall(SYS_read, STDIN_FILENO, cmd, sizeof(cmd));
+        if (n == 0)
+            rawExit(0);
+        if (n != sizeof(cmd)) {
+            rawWrite(n < 0 ? "error read failed\n" : "error short read\n");
+            rawExit(1);
+        }
+        switch (cmd[0]) {
+        case 'w':
+            if (cmd[1] >= pages) {
+                rawWrite("error page out of range\n");
+                rawExit(1);
+            }
+            mem[cmd[1] * page + 8] = static_cast<char>(++stamp);
+            rawWrite("ok\n");
+            break;
+        case 'f':
+            if (strict)
+                syscall(SYS_getpid);
+            else
+                syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+            rawWrite("error forbidden syscall returned\n");
+            rawExit(1);
+        case 'q':
+            rawExit(static_cast<int>(cmd[1]));
+        default:
+            rawWrite("error unknown command\n");
+            rawExit(1);
+        }
+    }
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: ooh-inject-target spin N | sleep N | read | threads T N | vfork MS | uffd\n");
+        std::fprintf(stderr, "usage: ooh-inject-target spin N | sleep N | read | threads T N | "
+                             "vfork MS | uffd | seccomp-strict PAGES | seccomp-filter PAGES\n");
         return 2;
     }
     std::string mode = argv[1];
     uint64_t n = argc > 2 ? std::strtoull(argv[2], nullptr, 0) : 0;
+    if (mode == "seccomp-strict" || mode == "seccomp-filter")
+        return seccompTarget(mode == "seccomp-strict", n);
     if (mode != "uffd") {
         std::printf("ready %d\n", getpid());
         std::fflush(stdout);
