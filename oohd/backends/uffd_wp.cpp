@@ -357,9 +357,9 @@ Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Process &target)
         int err = static_cast<int>(-*target_fd);
         return makeError(err, "userfaultfd() inside pid " + pid + " failed: " +
                                   std::strerror(err) +
-                                  (err == EPERM || err == ENOSYS
-                                       ? " (blocked by the process's seccomp filter, e.g. a "
-                                         "container's default profile?)"
+                                  (err == EPERM || err == EACCES
+                                       ? " (seccomp is suspended while oohd injects, so a "
+                                         "security module's policy refused it)"
                                        : ""));
     }
     UniqueFD uffd(static_cast<int>(
