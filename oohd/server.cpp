@@ -26,6 +26,10 @@ namespace {
 constexpr const char *kLog = "server";
 constexpr size_t kMaxConnections = 1024;
 constexpr size_t kMaxSessions = 4096;
+// Only a Track request by pidfd carries an fd. Room for one more tells a
+// packet with too many apart (more set MSG_CTRUNC, and the kernel closes
+// the fds that did not fit).
+constexpr size_t kFdsSeenPerPacket = 2;
 // Replies queued for one slow client before it is dropped (bytes).
 constexpr size_t kMaxQueuedBytes = 256u << 20;
 
@@ -192,9 +196,11 @@ void Server::onConnectionReady(int fd, uint32_t events)
         // A bounded number of requests per wake-up keeps one client from
         // starving the others.
         for (int i = 0; i < 64 && !c.closing; ++i) {
-            // One pidfd may come with a Track request (SCM_RIGHTS).
+            // One pidfd may come with a Track request (SCM_RIGHTS); a client
+            // may attach any number to anything, and every fd received is
+            // owned by `passed` from here, so unused ones are closed.
             union {
-                char buf[CMSG_SPACE(sizeof(int))];
+                char buf[CMSG_SPACE(sizeof(int) * kFdsSeenPerPacket)];
                 struct cmsghdr align;
             } control;
             struct iovec iov = {buf.data(), buf.size()};
@@ -204,15 +210,19 @@ void Server::onConnectionReady(int fd, uint32_t events)
             mh.msg_control = control.buf;
             mh.msg_controllen = sizeof(control.buf);
             ssize_t n = ::recvmsg(fd, &mh, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-            UniqueFD passed;
+            std::vector<UniqueFD> passed;
             for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : nullptr; cm;
                  cm = CMSG_NXTHDR(&mh, cm)) {
-                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                    continue;
+                size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t k = 0; k < count; ++k) {
                     int pfd;
-                    std::memcpy(&pfd, CMSG_DATA(cm), sizeof(pfd));
-                    passed.reset(pfd);
+                    std::memcpy(&pfd, CMSG_DATA(cm) + k * sizeof(int), sizeof(pfd));
+                    passed.emplace_back(pfd);
                 }
             }
+            const bool fds_truncated = n >= 0 && (mh.msg_flags & MSG_CTRUNC);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                     break;
@@ -230,7 +240,18 @@ void Server::onConnectionReady(int fd, uint32_t events)
                 sendError(c, 0, msg.error(), true);
                 break;
             }
-            handle(c, *msg, std::move(passed));
+            if (passed.size() > 1 || fds_truncated) {
+                const size_t count = passed.size();
+                passed.clear();  // closed before the client hears back
+                sendError(c, msg->request_id(),
+                          makeError(EINVAL, "a request carries at most one file descriptor (the "
+                                            "pidfd of a Track request); this one carried " +
+                                                std::string(fds_truncated ? "more than " : "") +
+                                                std::to_string(count)),
+                          false);
+                continue;
+            }
+            handle(c, *msg, passed.empty() ? UniqueFD() : std::move(passed.front()));
         }
     }
     if (connections_.count(fd) && c.closing && c.out.empty())
@@ -300,6 +321,10 @@ void Server::sendError(Connection &c, uint64_t id, const Error &err, bool fatal)
 void Server::handle(Connection &c, const wire::Envelope &msg, UniqueFD passed_fd)
 {
     const uint64_t id = msg.request_id();
+    // An fd that came with anything but a Track request by pidfd is closed
+    // before the reply, so a client that has its answer has its fd back.
+    if (!c.greeted || msg.body_case() != wire::Envelope::kTrack || !msg.track().by_pidfd())
+        passed_fd.reset();
     if (!c.greeted) {
         if (msg.body_case() != wire::Envelope::kHello) {
             sendError(c, id, makeError(EPROTO, "protocol error: the first message must be Hello"),

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+// oohd against a local user who tries to exhaust it: file descriptors passed
+// in excess. Every fd a client passes is closed.
+#include "server_harness.h"
+#include "test_support.h"
+
+#include <csignal>
+#include <cstdlib>
+#include <dirent.h>
+#include <fcntl.h>
+#include <filesystem>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace ooh {
+namespace {
+
+using test::backendsRequest;
+using test::ChildProcess;
+using test::hello;
+using test::roundTrip;
+
+int countFds(pid_t pid)
+{
+    DIR *dir = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+    if (!dir)
+        return -1;
+    int n = 0;
+    while (struct dirent *de = ::readdir(dir))
+        if (de->d_name[0] != '.')
+            ++n;
+    ::closedir(dir);
+    return n;
+}
+
+// A client socket connected to `path`; blocking calls give up after
+// timeout_ms so that a daemon that stopped accepting fails the test.
+UniqueFD connectTo(const std::string &path, int timeout_ms = 5000)
+{
+    UniqueFD fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    if (::connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0)
+        return UniqueFD();
+    return fd;
+}
+
+// Sends one packet with every fd of `fds` in a single SCM_RIGHTS message.
+bool sendWithFds(int sock, const std::string &bytes, const std::vector<int> &fds)
+{
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    struct iovec iov = {const_cast<char *>(bytes.data()), bytes.size()};
+    struct msghdr mh = {};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (!fds.empty()) {
+        mh.msg_control = control.data();
+        mh.msg_controllen = control.size();
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+    }
+    return ::sendmsg(sock, &mh, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+}
+
+std::string encoded(const wire::Envelope &msg) { return wire::encode(msg).value(); }
+
+// Reads until oohd closes the connection; true if it did (not a timeout).
+bool waitForClose(int sock)
+{
+    char buf[wire::kMaxMessageBytes + 1];
+    for (;;) {
+        ssize_t n = ::recv(sock, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+        if (n < 0)
+            return false;
+    }
+}
+
+class OohdUnderAttack : public ::testing::Test {
+protected:
+    void TearDown() override
+    {
+        if (daemon_ > 0) {
+            ::kill(daemon_, SIGTERM);
+            int status = 0;
+            ::waitpid(daemon_, &status, 0);
+            EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                << "oohd did not exit cleanly on SIGTERM (status " << status << ")";
+        }
+        if (!dir_.empty())
+            std::filesystem::remove_all(dir_);
+    }
+
+    void startOohd(const std::vector<std::string> &extra = {})
+    {
+        dir_ = std::filesystem::temp_directory_path() / ("ooh-exh-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir_);
+        // Other uids connect too: let them reach the socket.
+        std::filesystem::permissions(dir_, std::filesystem::perms(0755));
+        socket_ = (dir_ / "oohd.sock").string();
+        const char *oohd = std::getenv("OOHD");
+        ASSERT_NE(oohd, nullptr) << "OOHD (path of the oohd executable) is not set";
+        std::vector<std::string> args = {oohd, "--foreground", "--socket", socket_,
+                                         "--log-level", "notice"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        daemon_ = ::fork();
+        if (daemon_ == 0) {
+            std::vector<char *> argv;
+            for (auto &a : args)
+                argv.push_back(a.data());
+            argv.push_back(nullptr);
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        for (int i = 0; i < 500 && !std::filesystem::exists(socket_); ++i)
+            ::usleep(10000);
+        ASSERT_TRUE(std::filesystem::exists(socket_)) << "oohd did not start";
+    }
+
+    std::filesystem::path dir_;
+    std::string socket_;
+    pid_t daemon_ = -1;
+};
+
+// Issue 8: every packet carrying two fds leaked one in oohd. Whatever a
+// client attaches, and however much, oohd's fd count comes back.
+TEST_F(OohdUnderAttack, PassedFdsAreAllClosed)
+{
+    ASSERT_NO_FATAL_FAILURE(startOohd());
+    auto c = connectTo(socket_);
+    ASSERT_TRUE(c.isValid());
+    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
+    ASSERT_TRUE(roundTrip(c.get(), backendsRequest(2)).has_backends_reply());
+    const int baseline = countFds(daemon_);
+    ASSERT_GT(baseline, 0);
+
+    UniqueFD null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ChildProcess target({test::buildDir() + "/ooh-inject-target", "sleep", "100000"});
+    std::string ready;
+    ASSERT_TRUE(target.readLine(&ready));
+    UniqueFD pidfd(static_cast<int>(::syscall(SYS_pidfd_open, target.pid(), 0)));
+    ASSERT_TRUE(pidfd.isValid());
+    const std::vector<int> two = {null_fd.get(), null_fd.get()};
+    // More than fit in oohd's control buffer: the kernel sets MSG_CTRUNC.
+    const std::vector<int> many(16, null_fd.get());
+
+    wire::Envelope track_by_pidfd;
+    track_by_pidfd.mutable_track()->set_by_pidfd(true);
+    struct Case {
+        const char *what;
+        wire::Envelope msg;
+        std::vector<int> fds;
+        int times;
+    };
+    std::vector<Case> cases = {
+        {"Backends with two fds", backendsRequest(10), two, 300},
+        {"Track by pidfd with two pidfds", track_by_pidfd,
+         {pidfd.get(), pidfd.get()}, 20},
+        {"Track by pidfd with two fds that are not pidfds", track_by_pidfd, two, 50},
+        {"Backends with 16 fds (truncated control data)", backendsRequest(11), many, 50},
+        {"Track by pidfd with 16 fds (truncated control data)", track_by_pidfd, many, 50},
+        {"Backends with one fd", backendsRequest(12), {null_fd.get()}, 50},
+        {"Track by pidfd with one fd that is not a pidfd", track_by_pidfd, {null_fd.get()}, 50},
+    };
+    for (auto &k : cases) {
+        int tracked = 0;
+        for (int i = 0; i < k.times; ++i) {
+            k.msg.set_request_id(100 + i);
+            ASSERT_TRUE(sendWithFds(c.get(), encoded(k.msg), k.fds)) << k.what;
+            auto r = wire::receiveMessage(c.get());
+            ASSERT_TRUE(r) << k.what << ": no reply: " << r.error().message;
+            tracked += r->has_track_reply();
+        }
+        EXPECT_EQ(tracked, 0) << k.what << ": tracked with fds in excess";
+        EXPECT_EQ(countFds(daemon_), baseline) << "oohd kept fds after " << k.times << " x "
+                                               << k.what;
+    }
+
+    // fds sent before the handshake, with a packet oohd cannot decode, and
+    // with an empty packet: oohd ends those connections, and closes the fds.
+    {
+        auto d = connectTo(socket_);
+        ASSERT_TRUE(sendWithFds(d.get(), encoded(hello()), two));
+        EXPECT_TRUE(wire::receiveMessage(d.get()));
+        d.reset();
+        auto e = connectTo(socket_);
+        ASSERT_TRUE(sendWithFds(e.get(), std::string("\xff\xff\xff\xff", 4), two));
+        EXPECT_TRUE(waitForClose(e.get()));
+        auto f = connectTo(socket_);
+        ASSERT_TRUE(sendWithFds(f.get(), std::string(), two));
+        EXPECT_TRUE(waitForClose(f.get()));
+    }
+    // The closed connections are gone once oohd answered on another one.
+    ASSERT_TRUE(roundTrip(c.get(), backendsRequest(3)).has_backends_reply());
+    EXPECT_EQ(countFds(daemon_), baseline) << "oohd kept fds of connections it closed";
+
+    // The exact request the issue names: no pidfd is taken from a packet
+    // with two, and a well-formed one still works.
+    track_by_pidfd.set_request_id(4);
+    ASSERT_TRUE(sendWithFds(c.get(), encoded(track_by_pidfd), {pidfd.get(), pidfd.get()}));
+    auto r = wire::receiveMessage(c.get());
+    ASSERT_TRUE(r && r->has_error());
+    EXPECT_NE(r->error().message().find("file descriptor"), std::string::npos)
+        << r->error().message();
+}
+
+} // namespace
+} // namespace ooh
+
+int main(int argc, char **argv)
+{
+    return ooh::test::runRootTests(argc, argv, "the exhaustion tests");
+}
