@@ -60,11 +60,15 @@ if [ ! -f "$tree/.ooh-built" ]; then
         echo "build-criu: make criu failed, see $tree/build.log" >&2
         exit 1
     fi
-    touch "$tree/.ooh-built"
-    # Older trees of other series are dead weight.
-    find "$cache/criu" -maxdepth 1 -name "criu-$version-*" ! -name "criu-$version-$key" \
-        -exec rm -rf {} + 2>/dev/null || true
 fi
+# The stamp's age says when a tree was last built or used. Other checkouts
+# (worktrees with another series) share this cache and run their zdtm suite
+# in place, so a tree of another series goes only once nobody has used it
+# for a day.
+touch "$tree/.ooh-built"
+for stamp in $(find "$cache/criu" -mindepth 2 -maxdepth 2 -path "*/criu-$version-*/.ooh-built" -mmin +1440); do
+    [ "$(dirname "$stamp")" = "$tree" ] || rm -rf "$(dirname "$stamp")"
+done
 
 install -m 755 "$tree/criu/criu" "$out/criu"
 install -m 644 "$tree/criu/include/criu-plugin.h" "$tree/criu/include/criu-log.h" \
