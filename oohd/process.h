@@ -40,6 +40,12 @@ private:
 
 // Parses the start time out of /proc/PID/stat; 0 on error.
 uint64_t readStartTime(pid_t pid);
+// The same, with the reason it failed: ESRCH once pid is gone, EMFILE and
+// ENFILE (oohd out of fds) as themselves, not as an exit.
+Result<uint64_t> queryStartTime(pid_t pid);
+// The error for an fd oohd could not get while doing `what`. Running out of
+// fds is oohd's trouble, not the target's: the message says so.
+Error openFailure(int err, const std::string &what);
 // The thread IDs of pid (from /proc/PID/task), in directory order.
 std::vector<pid_t> listThreads(pid_t pid);
 // State letter of /proc/PID/task/TID/stat ('R', 'S', 'D', 'T', ...), or '?'.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // oohd against a local user who tries to exhaust it: file descriptors passed
-// in excess. Every fd a client passes is closed.
+// in excess, oohd's own fds used up. Every fd a client passes is closed,
+// and running out of fds is reported as that.
+#include "process.h"
 #include "server_harness.h"
 #include "test_support.h"
 
@@ -10,6 +12,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -214,6 +217,40 @@ TEST_F(OohdUnderAttack, PassedFdsAreAllClosed)
     ASSERT_TRUE(r && r->has_error());
     EXPECT_NE(r->error().message().find("file descriptor"), std::string::npos)
         << r->error().message();
+}
+
+// Issue 8: with its fds used up, oohd blamed the target ("process N exited
+// while being opened"). The error names the real cause.
+TEST(OpenTarget, RunningOutOfFdsIsNotReportedAsExit)
+{
+    ChildProcess target({test::buildDir() + "/ooh-inject-target", "sleep", "100000"});
+    std::string ready;
+    ASSERT_TRUE(target.readLine(&ready));
+    UniqueFD pidfd(static_cast<int>(::syscall(SYS_pidfd_open, target.pid(), 0)));
+    ASSERT_TRUE(pidfd.isValid());
+    int lowest_free = ::dup(0);
+    ASSERT_GE(lowest_free, 0);
+    ::close(lowest_free);
+    struct rlimit saved;
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+    // One fd free: the pidfd takes it and reading /proc/PID/stat again fails
+    // (the issue's path). None free: the first open fails.
+    struct rlimit one = {static_cast<rlim_t>(lowest_free + 1), saved.rlim_max};
+    struct rlimit none = {static_cast<rlim_t>(lowest_free), saved.rlim_max};
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &one), 0);
+    auto opened_last = Process::open(target.pid());
+    ::setrlimit(RLIMIT_NOFILE, &none);
+    auto opened_none = Process::open(target.pid());
+    auto adopted = Process::fromPidfd(std::move(pidfd));
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+
+    for (auto *r : {&opened_last, &opened_none, &adopted}) {
+        ASSERT_FALSE(*r) << "a target was opened with no fd free";
+        EXPECT_EQ(r->error().code, EMFILE) << r->error().message;
+        EXPECT_NE(r->error().message.find("out of file descriptors"), std::string::npos)
+            << r->error().message;
+        EXPECT_EQ(r->error().message.find("exited"), std::string::npos) << r->error().message;
+    }
 }
 
 } // namespace
