@@ -6,6 +6,7 @@
 #include "log.h"
 #include "server.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +27,7 @@ void usage(FILE *out)
 {
     std::fprintf(out,
                  "Usage: oohd [--socket PATH] [--foreground] [--log-level LEVEL]\n"
+                 "            [--handshake-timeout MS]\n"
                  "\n"
                  "Tracks which pages of given processes were written since the last collect\n"
                  "and serves the dirty page sets to clients (oohctl, libooh, the CRIU plugin)\n"
@@ -35,13 +37,20 @@ void usage(FILE *out)
                  "                         ignored under systemd socket activation\n"
                  "  -f, --foreground       stay in the foreground (default: detach once ready)\n"
                  "  -l, --log-level LEVEL  error, warning, notice (default), info or debug\n"
+                 "      --handshake-timeout MS\n"
+                 "                         close a client that has not said Hello after MS\n"
+                 "                         milliseconds (default %d; 0: never)\n"
                  "      --probe            print what each backend found and exit\n"
                  "  -h, --help             show this help\n"
                  "  -V, --version          show the version\n"
                  "\n"
                  "Logs go to stderr, with syslog priority prefixes under journald.\n"
-                 "Tracking other users' processes needs root (or CAP_SYS_PTRACE).\n",
-                 OOH_DEFAULT_SOCKET);
+                 "Tracking other users' processes needs root (or CAP_SYS_PTRACE).\n"
+                 "Each user but root may hold %zu connections; the last %zu of %zu are\n"
+                 "kept for root.\n",
+                 OOH_DEFAULT_SOCKET, ooh::ServerLimits{}.handshake_timeout_ms,
+                 ooh::ServerLimits{}.max_connections_per_uid, ooh::ServerLimits{}.root_reserve,
+                 ooh::ServerLimits{}.max_connections);
 }
 
 // Forks; the parent waits until the child reports readiness through a pipe
@@ -74,6 +83,18 @@ int detach(int *ready_fd)
     return 0;
 }
 
+// A whole number of milliseconds in [0, 1 day]; false otherwise.
+bool parseMs(const char *text, int *out)
+{
+    char *end = nullptr;
+    errno = 0;
+    long v = std::strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < 0 || v > 86400000L)
+        return false;
+    *out = static_cast<int>(v);
+    return true;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -81,11 +102,13 @@ int main(int argc, char **argv)
     std::string socket_path = std::getenv("OOH_SOCKET") ? std::getenv("OOH_SOCKET")
                                                         : OOH_DEFAULT_SOCKET;
     bool foreground = false, probe_only = false;
+    ooh::ServerLimits limits;
     static const struct option opts[] = {
         {"socket", required_argument, nullptr, 's'},
         {"foreground", no_argument, nullptr, 'f'},
         {"log-level", required_argument, nullptr, 'l'},
         {"probe", no_argument, nullptr, 'p'},
+        {"handshake-timeout", required_argument, nullptr, 'T'},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {},
@@ -113,6 +136,14 @@ int main(int argc, char **argv)
         case 'p':
             probe_only = true;
             break;
+        case 'T':
+            if (!parseMs(optarg, &limits.handshake_timeout_ms)) {
+                std::fprintf(stderr, "oohd: --handshake-timeout takes milliseconds (0 to %d), "
+                                     "not '%s'\n",
+                             86400000, optarg);
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -130,7 +161,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    ooh::Server server(ooh::makeBackends());
+    ooh::Server server(ooh::makeBackends(), limits);
     server.probeBackends();
     if (probe_only)
         return 0;

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "inject/remote_syscall.h"
 #include "log.h"
+#include "process.h"
 #include "wire.h"
 
 #include <csignal>
@@ -13,9 +14,11 @@
 #include <ctime>
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,12 +27,13 @@ namespace ooh {
 namespace {
 
 constexpr const char *kLog = "server";
-constexpr size_t kMaxConnections = 1024;
 constexpr size_t kMaxSessions = 4096;
 // Only a Track request by pidfd carries an fd. Room for one more tells a
 // packet with too many apart (more set MSG_CTRUNC, and the kernel closes
 // the fds that did not fit).
 constexpr size_t kFdsSeenPerPacket = 2;
+// The same warning about one client is logged at most this often.
+constexpr uint64_t kWarnEveryNs = 60ull * 1000000000ull;
 // Replies queued for one slow client before it is dropped (bytes).
 constexpr size_t kMaxQueuedBytes = 256u << 20;
 
@@ -49,13 +53,56 @@ Result<PeerCredentials> peerOf(int fd)
     return PeerCredentials{cred.pid, cred.uid, cred.gid};
 }
 
+// Tells a client oohd will not serve why, then lets the caller close it.
+// A fresh socket has room for one reply; if not, the client only sees EOF.
+void refuse(int fd, const Error &why)
+{
+    auto bytes = wire::encode(wire::errorReply(0, why.code, why.message));
+    if (bytes)
+        (void)::send(fd, bytes->data(), bytes->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    // Closing with the client's Hello unread would make its first recv fail
+    // with ECONNRESET instead of reading the reason: discard what it sent
+    // (fds attached to it are closed by the kernel, not received).
+    char discard[64];
+    for (int i = 0; i < 8 && ::recv(fd, discard, sizeof(discard), MSG_DONTWAIT | MSG_TRUNC) > 0;
+         ++i) {
+    }
+}
+
+// True at most once per kWarnEveryNs for the same *last.
+bool timeToWarn(uint64_t *last)
+{
+    uint64_t now = monotonicNs();
+    if (*last != 0 && now - *last < kWarnEveryNs)
+        return false;
+    *last = now;
+    return true;
+}
+
 } // namespace
 
-Server::Server(std::vector<std::unique_ptr<Backend>> backends)
+Server::Server(std::vector<std::unique_ptr<Backend>> backends, ServerLimits limits)
+    : limits_(limits)
 {
     for (auto &b : backends)
         backends_.push_back({std::move(b), {}});
     epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    handshake_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (auto r = watch(handshake_timer_.get(), EPOLLIN, [this](uint32_t) { closeSilentClients(); });
+        !r)
+        OOH_LOG(kLog, Error) << "handshake timer: " << r.error().message
+                             << "; clients that never say Hello are not dropped";
+    // Connections may take half of oohd's fds; tracking sessions need the
+    // rest (a pidfd, a userfaultfd, /proc files each).
+    struct rlimit nofile;
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+        limits_.max_connections > nofile.rlim_cur / 2) {
+        limits_.max_connections = nofile.rlim_cur / 2;
+        OOH_LOG(kLog, Warning) << "RLIMIT_NOFILE is " << nofile.rlim_cur << ": serving at most "
+                               << limits_.max_connections << " clients";
+    }
+    limits_.root_reserve = std::min(limits_.root_reserve, limits_.max_connections / 2);
 }
 
 Server::~Server()
@@ -145,24 +192,80 @@ void Server::acceptClients()
     for (;;) {
         UniqueFD fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!fd.isValid()) {
+            if ((errno == EMFILE || errno == ENFILE) && spare_fd_.isValid() &&
+                acceptWithoutFds(errno))
+                continue;
             if (errno != EAGAIN && errno != EINTR)
                 OOH_LOG(kLog, Warning) << "accept: " << std::strerror(errno);
             return;
-        }
-        if (connections_.size() >= kMaxConnections) {
-            OOH_LOG(kLog, Warning) << "too many clients (" << kMaxConnections
-                                   << "); refusing one";
-            continue;
         }
         auto peer = peerOf(fd.get());
         if (!peer) {
             OOH_LOG(kLog, Warning) << peer.error().message;
             continue;
         }
+        if (auto why = refusal(*peer)) {
+            refuse(fd.get(), *why);
+            continue;
+        }
         auto added = addConnection(std::move(fd), *peer);
         if (!added)
             OOH_LOG(kLog, Warning) << added.error().message;
     }
+}
+
+bool Server::acceptWithoutFds(int err)
+{
+    // The waiting client would keep the listener readable, and the loop
+    // spinning: take it with the spare fd, tell it why, and close it.
+    spare_fd_.reset();
+    UniqueFD fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    const bool accepted = fd.isValid();
+    if (accepted) {
+        Error why = openFailure(err, "accept a client");
+        refuse(fd.get(), why);
+        if (timeToWarn(&fds_warned_ns_))
+            OOH_LOG(kLog, Error) << why.message << "; refusing clients";
+    }
+    fd.reset();
+    spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return accepted;
+}
+
+std::optional<Error> Server::refusal(const PeerCredentials &peer)
+{
+    const size_t total = connections_.size();
+    const std::string uid = "uid " + std::to_string(peer.uid);
+    if (total >= limits_.max_connections) {
+        if (timeToWarn(&full_warned_ns_))
+            OOH_LOG(kLog, Warning) << "serving " << total << " clients, the most oohd serves; "
+                                   << "refusing " << uid << " (pid " << peer.pid << ")";
+        return makeError(EUSERS, "oohd serves " + std::to_string(total) +
+                                     " clients, its limit; try again later");
+    }
+    if (peer.uid == 0)
+        return std::nullopt;
+    // The last root_reserve connections are root's: other users together
+    // cannot lock it out.
+    const size_t shared = limits_.max_connections - limits_.root_reserve;
+    if (total >= shared) {
+        if (timeToWarn(&full_warned_ns_))
+            OOH_LOG(kLog, Warning) << "serving " << total << " clients; the rest is kept for root: "
+                                   << "refusing " << uid << " (pid " << peer.pid << ")";
+        return makeError(EUSERS, "oohd serves " + std::to_string(total) +
+                                     " clients, the most it serves to users other than root; "
+                                     "try again later (" + uid + ")");
+    }
+    auto mine = connections_per_uid_.find(peer.uid);
+    if (mine != connections_per_uid_.end() && mine->second >= limits_.max_connections_per_uid) {
+        if (timeToWarn(&uid_warned_ns_[peer.uid]))
+            OOH_LOG(kLog, Warning) << uid << " holds " << mine->second
+                                   << " connections, the most one user may; refusing more (pid "
+                                   << peer.pid << "; a client that leaks connections?)";
+        return makeError(EUSERS, uid + " already holds " + std::to_string(mine->second) +
+                                     " connections to oohd, the most one user may; close some");
+    }
+    return std::nullopt;
 }
 
 Result<void> Server::addConnection(UniqueFD fd, const PeerCredentials &peer)
@@ -172,15 +275,76 @@ Result<void> Server::addConnection(UniqueFD fd, const PeerCredentials &peer)
     Connection c;
     c.fd = std::move(fd);
     c.peer = peer;
+    if (limits_.handshake_timeout_ms > 0) {
+        c.hello_deadline_ns =
+            monotonicNs() + static_cast<uint64_t>(limits_.handshake_timeout_ms) * 1000000ull;
+        armHandshakeTimer(c.hello_deadline_ns);
+    }
     connections_.emplace(raw, std::move(c));
+    connections_per_uid_[peer.uid]++;
     OOH_LOG(kLog, Debug) << "client connected: pid " << peer.pid << " uid " << peer.uid;
-    return watch(raw, EPOLLIN, [this, raw](uint32_t ev) { onConnectionReady(raw, ev); });
+    auto w = watch(raw, EPOLLIN, [this, raw](uint32_t ev) { onConnectionReady(raw, ev); });
+    if (!w)
+        closeConnection(raw);
+    return w;
 }
 
 void Server::closeConnection(int fd)
 {
+    auto it = connections_.find(fd);
+    if (it == connections_.end())
+        return;
+    auto count = connections_per_uid_.find(it->second.peer.uid);
+    if (count != connections_per_uid_.end() && --count->second == 0)
+        connections_per_uid_.erase(count);
     unwatch(fd);
-    connections_.erase(fd);
+    connections_.erase(it);
+}
+
+void Server::armHandshakeTimer(uint64_t deadline_ns)
+{
+    if (!handshake_timer_.isValid() ||
+        (timer_deadline_ns_ != 0 && timer_deadline_ns_ <= deadline_ns))
+        return;
+    struct itimerspec when = {};
+    when.it_value.tv_sec = static_cast<time_t>(deadline_ns / 1000000000ull);
+    when.it_value.tv_nsec = static_cast<long>(deadline_ns % 1000000000ull);
+    if (::timerfd_settime(handshake_timer_.get(), TFD_TIMER_ABSTIME, &when, nullptr) == 0)
+        timer_deadline_ns_ = deadline_ns;
+}
+
+void Server::closeSilentClients()
+{
+    uint64_t expirations;
+    if (::read(handshake_timer_.get(), &expirations, sizeof(expirations)) < 0 && errno == EAGAIN)
+        return;
+    timer_deadline_ns_ = 0;
+    const uint64_t now = monotonicNs();
+    uint64_t next = 0;
+    std::vector<int> silent;
+    for (const auto &[fd, c] : connections_) {
+        if (c.greeted || c.closing || c.hello_deadline_ns == 0)
+            continue;
+        if (c.hello_deadline_ns <= now)
+            silent.push_back(fd);
+        else if (next == 0 || c.hello_deadline_ns < next)
+            next = c.hello_deadline_ns;
+    }
+    for (int fd : silent) {
+        Connection &c = connections_.at(fd);
+        OOH_LOG(kLog, Info) << "client pid " << c.peer.pid << " uid " << c.peer.uid
+                            << " did not say Hello within " << limits_.handshake_timeout_ms
+                            << " ms; closing its connection";
+        sendError(c, 0,
+                  makeError(ETIMEDOUT, "no Hello within " +
+                                           std::to_string(limits_.handshake_timeout_ms) +
+                                           " ms of connecting; oohd closes the connection"),
+                  true);
+        if (c.out.empty())
+            closeConnection(fd);
+    }
+    if (next != 0)
+        armHandshakeTimer(next);
 }
 
 void Server::onConnectionReady(int fd, uint32_t events)

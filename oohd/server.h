@@ -14,15 +14,25 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 namespace ooh {
 
+// How much of oohd one client may hold. Anyone may connect, so these keep
+// one local user from locking out the others, root above all.
+struct ServerLimits {
+    size_t max_connections = 1024;  // lowered to fit RLIMIT_NOFILE
+    size_t root_reserve = 64;       // of max_connections, only for uid 0
+    size_t max_connections_per_uid = 64;  // each uid but 0
+    int handshake_timeout_ms = 10000;     // to say Hello, from accept
+};
+
 class Server {
 public:
-    explicit Server(std::vector<std::unique_ptr<Backend>> backends);
+    explicit Server(std::vector<std::unique_ptr<Backend>> backends, ServerLimits limits = {});
     ~Server();
 
     // Runs every backend's feature probe and logs the outcome.
@@ -50,6 +60,7 @@ private:
         bool greeted = false;
         bool closing = false;  // close once the queue is flushed
         bool wants_out = false;  // EPOLLOUT registered: replies are queued
+        uint64_t hello_deadline_ns = 0;  // monotonic; closed if not greeted by then
         std::deque<std::string> out;
     };
     struct BackendEntry {
@@ -61,6 +72,11 @@ private:
     void unwatch(int fd);
 
     void acceptClients();
+    bool acceptWithoutFds(int err);
+    // Why a client of `peer` may not connect now; empty if it may.
+    std::optional<Error> refusal(const PeerCredentials &peer);
+    void armHandshakeTimer(uint64_t deadline_ns);
+    void closeSilentClients();
     void onConnectionReady(int fd, uint32_t events);
     void closeConnection(int fd);
     void flush(Connection &c);
@@ -84,6 +100,17 @@ private:
     UniqueFD epoll_;
     UniqueFD signal_fd_;
     UniqueFD listen_fd_;
+    UniqueFD handshake_timer_;
+    uint64_t timer_deadline_ns_ = 0;  // 0: disarmed
+    // Held so that a connection can still be accepted (and told why it is
+    // refused) once oohd's fds run out, instead of spinning on EMFILE.
+    UniqueFD spare_fd_;
+    ServerLimits limits_;
+    std::map<uid_t, size_t> connections_per_uid_;
+    // When each warning about refused clients was last logged.
+    std::map<uid_t, uint64_t> uid_warned_ns_;
+    uint64_t full_warned_ns_ = 0;
+    uint64_t fds_warned_ns_ = 0;
     std::string socket_path_;  // unlinked at exit when we created it
     bool running_ = false;
     std::vector<BackendEntry> backends_;

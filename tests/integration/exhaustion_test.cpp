@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // oohd against a local user who tries to exhaust it: file descriptors passed
-// in excess, oohd's own fds used up. Every fd a client passes is closed,
-// and running out of fds is reported as that.
+// in excess, connections held open by other uids, clients that never say
+// Hello. Every fd a client passes is closed, and root is still served.
 #include "process.h"
 #include "server_harness.h"
 #include "test_support.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -26,6 +28,9 @@ using test::backendsRequest;
 using test::ChildProcess;
 using test::hello;
 using test::roundTrip;
+
+// What oohd promises root while other uids do their worst (issue 8).
+constexpr auto kRootBound = std::chrono::milliseconds(100);
 
 int countFds(pid_t pid)
 {
@@ -89,6 +94,23 @@ bool waitForClose(int sock)
         if (n < 0)
             return false;
     }
+}
+
+// Drops to `uid` (and gid) in a forked child; false if the kernel refused.
+bool becomeUid(uid_t uid)
+{
+    return ::setgroups(0, nullptr) == 0 && ::setgid(uid) == 0 && ::setuid(uid) == 0;
+}
+
+// What a client hears in answer to its Hello: a reply, or the reason it was
+// refused. A refused connection may be closed before the Hello is sent, so
+// a failed send still reads what oohd left in the socket.
+wire::Envelope greet(int sock)
+{
+    auto sent = wire::sendMessage(sock, hello());
+    (void)sent;
+    auto r = wire::receiveMessage(sock);
+    return r ? *r : wire::Envelope{};
 }
 
 class OohdUnderAttack : public ::testing::Test {
@@ -217,6 +239,142 @@ TEST_F(OohdUnderAttack, PassedFdsAreAllClosed)
     ASSERT_TRUE(r && r->has_error());
     EXPECT_NE(r->error().message().find("file descriptor"), std::string::npos)
         << r->error().message();
+}
+
+// Issue 8: 1024 idle connections of any uid locked out everyone, root
+// included. Other uids together hold more than oohd's limit; root still
+// gets an answer within the bound.
+TEST_F(OohdUnderAttack, RootIsServedWhileOtherUidsHoldEveryConnection)
+{
+    ASSERT_NO_FATAL_FAILURE(startOohd());
+    constexpr int kUids = 20, kPerUid = 60;  // 1200 > 1024, under 64 per uid
+    std::vector<pid_t> holders;
+    int report[2];
+    ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+    for (int u = 0; u < kUids; ++u) {
+        pid_t child = ::fork();
+        if (child == 0) {
+            if (!becomeUid(static_cast<uid_t>(60000 + u)))
+                ::_exit(3);
+            std::vector<UniqueFD> held;
+            for (int i = 0; i < kPerUid; ++i) {
+                auto s = connectTo(socket_, 2000);
+                if (s.isValid())
+                    held.push_back(std::move(s));
+            }
+            char one = 1;
+            if (::write(report[1], &one, 1) != 1)
+                ::_exit(4);
+            for (;;)
+                ::pause();
+        }
+        ASSERT_GT(child, 0);
+        holders.push_back(child);
+    }
+    ::close(report[1]);
+    int ready = 0;
+    char one;
+    while (ready < kUids && ::read(report[0], &one, 1) == 1)
+        ++ready;
+    ::close(report[0]);
+    ASSERT_EQ(ready, kUids) << "a connection holder failed to drop privileges";
+
+    auto t0 = std::chrono::steady_clock::now();
+    auto root = connectTo(socket_);
+    auto greeting = root.isValid() ? greet(root.get()) : wire::Envelope{};
+    auto answer = greeting.has_hello_reply() ? roundTrip(root.get(), backendsRequest(2))
+                                             : wire::Envelope{};
+    auto waited = std::chrono::steady_clock::now() - t0;
+    int fds = countFds(daemon_);
+    for (pid_t p : holders) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, nullptr, 0);
+    }
+    ASSERT_TRUE(root.isValid()) << "root could not connect";
+    ASSERT_TRUE(greeting.has_hello_reply()) << "root was refused: " << greeting.DebugString();
+    ASSERT_TRUE(answer.has_backends_reply()) << answer.DebugString();
+    auto ms = std::chrono::duration_cast<std::chrono::microseconds>(waited).count() / 1000.0;
+    std::printf("root served in %.2f ms while %d uids tried to hold %d connections "
+                "(oohd: %d fds)\n",
+                ms, kUids, kUids * kPerUid, fds);
+    EXPECT_LT(waited, kRootBound) << "root waited " << ms << " ms for its answer while " << kUids
+                                  << " other uids held oohd's connections; the bound is "
+                                  << kRootBound.count() << " ms";
+}
+
+// One uid cannot take more than its share, and a refused client hears why.
+TEST_F(OohdUnderAttack, OneUidHoldsAtMostItsShare)
+{
+    ASSERT_NO_FATAL_FAILURE(startOohd());
+    constexpr int kTries = 200;
+    constexpr uid_t kUid = 65534;
+    int report[2];
+    ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+    pid_t child = ::fork();
+    if (child == 0) {
+        if (!becomeUid(kUid))
+            ::_exit(3);
+        std::vector<UniqueFD> held;
+        for (int i = 0; i < kTries; ++i)
+            held.push_back(connectTo(socket_, 2000));
+        // [served, refused naming the uid, anything else]
+        int counts[3] = {0, 0, 0};
+        for (auto &s : held) {
+            auto r = s.isValid() ? greet(s.get()) : wire::Envelope{};
+            if (r.has_hello_reply())
+                counts[0]++;
+            else if (r.has_error() &&
+                     r.error().message().find("uid " + std::to_string(kUid)) != std::string::npos)
+                counts[1]++;
+            else
+                counts[2]++;
+        }
+        bool ok = ::write(report[1], counts, sizeof(counts)) == sizeof(counts);
+        ::_exit(ok ? 0 : 4);
+    }
+    ASSERT_GT(child, 0);
+    ::close(report[1]);
+    int counts[3] = {-1, -1, -1};
+    ssize_t n = ::read(report[0], counts, sizeof(counts));
+    ::close(report[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_EQ(n, static_cast<ssize_t>(sizeof(counts))) << "child status " << status;
+    std::printf("uid %u: %d of %d connections served, %d refused with the reason\n", kUid,
+                counts[0], kTries, counts[1]);
+    EXPECT_EQ(counts[0], 64) << "connections served for one non-root uid";
+    EXPECT_EQ(counts[1], kTries - 64) << "refusals that name the uid";
+    EXPECT_EQ(counts[2], 0) << "connections that got neither";
+
+    // Its connections are gone: root is served as before.
+    auto root = connectTo(socket_);
+    ASSERT_TRUE(root.isValid());
+    EXPECT_TRUE(greet(root.get()).has_hello_reply());
+}
+
+// A client that never says Hello is dropped after --handshake-timeout; one
+// that did is kept however long it idles.
+TEST_F(OohdUnderAttack, SilentClientIsDroppedAfterTheHandshakeTimeout)
+{
+    constexpr int kTimeoutMs = 200;
+    ASSERT_NO_FATAL_FAILURE(startOohd({"--handshake-timeout", std::to_string(kTimeoutMs)}));
+    auto greeted = connectTo(socket_);
+    ASSERT_TRUE(greeted.isValid());
+    ASSERT_TRUE(roundTrip(greeted.get(), hello()).has_hello_reply());
+    const int baseline = countFds(daemon_);
+
+    auto silent = connectTo(socket_, 10 * kTimeoutMs + 5000);
+    ASSERT_TRUE(silent.isValid());
+    auto why = wire::receiveMessage(silent.get());
+    ASSERT_TRUE(why) << "oohd kept a silent client: " << why.error().message;
+    ASSERT_TRUE(why->has_error()) << why->DebugString();
+    EXPECT_NE(why->error().message().find("Hello"), std::string::npos) << why->error().message();
+    EXPECT_TRUE(waitForClose(silent.get())) << "oohd did not close the silent client";
+
+    ::usleep(2 * kTimeoutMs * 1000);
+    EXPECT_TRUE(roundTrip(greeted.get(), backendsRequest(2)).has_backends_reply())
+        << "a greeted client was dropped";
+    EXPECT_EQ(countFds(daemon_), baseline);
 }
 
 // Issue 8: with its fds used up, oohd blamed the target ("process N exited
