@@ -51,8 +51,17 @@ int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1)
     if (c->collecting)
         return fail(c, EBUSY, "a collect is in progress: read it to the end first");
     req.set_request_id(c->next_id++);
-    if (auto r = ooh::wire::sendMessage(c->fd, req, pass_fd); !r)
+    if (auto r = ooh::wire::sendMessage(c->fd, req, pass_fd); !r) {
+        // oohd may have closed the connection with the reason waiting in it
+        // (a refused client: too many connections, no Hello in time).
+        if (r.error().code == EPIPE || r.error().code == ECONNRESET) {
+            auto why = ooh::wire::receiveMessage(c->fd);
+            if (why && why->has_error())
+                return fail(c, why->error().errno_code() > 0 ? why->error().errno_code() : EIO,
+                            why->error().message());
+        }
         return fail(c, r.error());
+    }
     auto msg = ooh::wire::receiveMessage(c->fd);
     if (!msg)
         return fail(c, msg.error());
