@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sys/resource.h>
 #include <string>
 #include <unistd.h>
 
@@ -81,6 +82,24 @@ int detach(int *ready_fd)
     }
     *ready_fd = pipefd[1];
     return 0;
+}
+
+// Every client connection and every tracked process holds fds: use all the
+// kernel allows (systemd gives services a soft limit of 1024 and a hard one
+// far above it). oohd execs nothing, so no child inherits the raised limit.
+void raiseFdLimit()
+{
+    struct rlimit nofile;
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur == nofile.rlim_max)
+        return;
+    rlim_t was = nofile.rlim_cur;
+    nofile.rlim_cur = nofile.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) < 0) {
+        OOH_LOG(kLog, Warning) << "cannot raise RLIMIT_NOFILE from " << was << ": "
+                               << std::strerror(errno);
+        return;
+    }
+    OOH_LOG(kLog, Info) << "RLIMIT_NOFILE raised from " << was << " to " << nofile.rlim_cur;
 }
 
 // A whole number of milliseconds in [0, 1 day]; false otherwise.
@@ -161,6 +180,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    raiseFdLimit();
     ooh::Server server(ooh::makeBackends(), limits);
     server.probeBackends();
     if (probe_only)
