@@ -383,12 +383,15 @@ Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Process &target)
     OOH_TRY(uffdApi(uffd.get(), features_));
     UniqueFD pagemap(::open(target.procPath("pagemap").c_str(), O_RDONLY | O_CLOEXEC));
     if (!pagemap.isValid())
-        return Error::fromErrno(errno, "open " + target.procPath("pagemap"));
+        return openFailure(errno, "open " + target.procPath("pagemap"));
     UniqueFD maps(::open(target.procPath("maps").c_str(), O_RDONLY | O_CLOEXEC));
     if (!maps.isValid())
-        return Error::fromErrno(errno, "open " + target.procPath("maps"));
+        return openFailure(errno, "open " + target.procPath("maps"));
     // The /proc files were opened by PID: make sure it is still our process.
-    if (!target.isAlive() || readStartTime(target.pid()) != target.startTime())
+    auto start_time = queryStartTime(target.pid());
+    if (!start_time && start_time.error().code != ESRCH)
+        return start_time.takeError();  // oohd out of fds, not an exit
+    if (!target.isAlive() || !start_time || *start_time != target.startTime())
         return makeError(ESRCH, "process " + pid + " exited while tracking started");
 
     auto tracker = std::make_unique<UffdWpTracker>(target.pid(), std::move(uffd),
