@@ -12,6 +12,7 @@
 #include <new>
 #include <string>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@ using ooh::wire::Envelope;
 
 struct ooh_client {
     int fd = -1;
+    unsigned reply_timeout_ms = OOH_DEFAULT_REPLY_TIMEOUT_MS;
     uint64_t next_id = 1;
     std::string error;
     // Collect state between ooh_collect_begin() and the end of the set.
@@ -42,6 +44,35 @@ int fail(ooh_client *c, int err, const std::string &message)
 
 int fail(ooh_client *c, const ooh::Error &e) { return fail(c, e.code ? e.code : EIO, e.message); }
 
+// Every wait for oohd is bounded: a stopped or wedged oohd must not hang
+// its client (CRIU, frozen targets and all) forever.
+int applyReplyTimeout(ooh_client *c)
+{
+    struct timeval tv = {static_cast<time_t>(c->reply_timeout_ms / 1000),
+                         static_cast<suseconds_t>(c->reply_timeout_ms % 1000) * 1000};
+    if (::setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        ::setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+        return fail(c, errno, std::string("setsockopt(SO_RCVTIMEO): ") + std::strerror(errno));
+    return 0;
+}
+
+// One message from oohd. A timeout leaves the connection out of step (a
+// late reply would answer the next request), so it is closed.
+ooh::Result<Envelope> receive(ooh_client *c)
+{
+    auto msg = ooh::wire::receiveMessage(c->fd);
+    if (!msg && (msg.error().code == EAGAIN || msg.error().code == EWOULDBLOCK)) {
+        ::close(c->fd);
+        c->fd = -1;
+        c->collecting = false;
+        return ooh::makeError(ETIMEDOUT,
+                              "oohd did not answer within " +
+                                  std::to_string(c->reply_timeout_ms / 1000.0).substr(0, 5) +
+                                  " s (is it stopped or overloaded?); the connection is closed");
+    }
+    return msg;
+}
+
 // Sends a request and receives the reply with the same id. An Error reply
 // becomes the negative errno it carries.
 int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1)
@@ -62,7 +93,7 @@ int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1)
         }
         return fail(c, r.error());
     }
-    auto msg = ooh::wire::receiveMessage(c->fd);
+    auto msg = receive(c);
     if (!msg)
         return fail(c, msg.error());
     if (msg->request_id() != req.request_id() && msg->request_id() != 0)
@@ -105,6 +136,8 @@ int ooh_connect(const char *socket_path, ooh_client **out)
     c->fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return fail(c, errno, std::string("socket: ") + std::strerror(errno));
+    if (int r = applyReplyTimeout(c); r < 0)
+        return r;
     if (::connect(c->fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0) {
         int err = errno;
         ::close(c->fd);
@@ -123,6 +156,14 @@ int ooh_connect(const char *socket_path, ooh_client **out)
     if (!reply.has_hello_reply())
         return fail(c, EPROTO, "oohd did not answer the handshake");
     return 0;
+}
+
+int ooh_set_reply_timeout(ooh_client *c, unsigned timeout_ms)
+{
+    if (!c || c->fd < 0)
+        return fail(c, ENOTCONN, "not connected to oohd");
+    c->reply_timeout_ms = timeout_ms;
+    return applyReplyTimeout(c);
 }
 
 void ooh_close(ooh_client *c)
@@ -228,7 +269,7 @@ long ooh_collect_next(ooh_client *c, struct ooh_range *buf, size_t cap)
     if (!buf && cap)
         return fail(c, EINVAL, "no buffer");
     while (c->pending_pos == c->pending.size() && !c->collect_done) {
-        auto msg = ooh::wire::receiveMessage(c->fd);
+        auto msg = receive(c);
         if (!msg) {
             c->collecting = false;
             return fail(c, msg.error());

@@ -4,6 +4,7 @@
 #include "ground_truth.h"
 #include "ooh/ooh.hpp"
 
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <sched.h>
@@ -91,6 +92,32 @@ TEST_F(DaemonGroundTruth, EveryBackendThroughOohd)
 
 // A client in another PID namespace (CRIU in a container) names the
 // process by pidfd; oohd answers with the pid it knows it by.
+// A stopped (or wedged) oohd must not hang its client: CRIU waits on it
+// with the whole process tree frozen.
+TEST_F(DaemonGroundTruth, StoppedOohdTimesOutInsteadOfHanging)
+{
+    ooh_client *c = nullptr;
+    ASSERT_EQ(ooh_connect(socket_.c_str(), &c), 0) << ooh_last_error(c);
+    ASSERT_EQ(ooh_set_reply_timeout(c, 300), 0) << ooh_last_error(c);
+    ASSERT_EQ(::kill(daemon_, SIGSTOP), 0);
+    auto t0 = std::chrono::steady_clock::now();
+    ooh_backend_info info[8];
+    long n = ooh_backends(c, info, 8);
+    auto waited = std::chrono::steady_clock::now() - t0;
+    ::kill(daemon_, SIGCONT);
+    EXPECT_EQ(n, -ETIMEDOUT) << ooh_last_error(c);
+    EXPECT_NE(std::string(ooh_last_error(c)).find("did not answer"), std::string::npos)
+        << ooh_last_error(c);
+    EXPECT_LT(waited, std::chrono::seconds(10)) << "the reply timeout did not bound the wait";
+    // The connection is closed rather than left out of step with oohd.
+    EXPECT_EQ(ooh_backends(c, info, 8), -ENOTCONN);
+    ooh_close(c);
+    // oohd itself serves new clients once it runs again.
+    ASSERT_EQ(ooh_connect(socket_.c_str(), &c), 0) << ooh_last_error(c);
+    EXPECT_GT(ooh_backends(c, info, 8), 0) << ooh_last_error(c);
+    ooh_close(c);
+}
+
 TEST_F(DaemonGroundTruth, TrackByPidfdFromAnotherPidNamespace)
 {
     int pipefd[2];

@@ -20,6 +20,9 @@ extern "C" {
 #define OOH_DEFAULT_SOCKET_PATH "/run/oohd/oohd.sock"
 /* Environment variable that overrides the default socket path. */
 #define OOH_SOCKET_ENV "OOH_SOCKET"
+/* How long a call waits for oohd's answer before it fails with -ETIMEDOUT
+ * (and closes the connection); see ooh_set_reply_timeout(). */
+#define OOH_DEFAULT_REPLY_TIMEOUT_MS 60000u
 
 typedef struct ooh_client ooh_client;
 
@@ -69,6 +72,10 @@ struct ooh_backend_info {
  * (unless out is NULL) so that ooh_last_error() can explain; close it. */
 int ooh_connect(const char *socket_path, ooh_client **out);
 void ooh_close(ooh_client *client);
+/* Sets how long each later call waits for oohd (0: forever; the default is
+ * OOH_DEFAULT_REPLY_TIMEOUT_MS, also during ooh_connect()). A call that
+ * times out returns -ETIMEDOUT and closes the connection. */
+int ooh_set_reply_timeout(ooh_client *client, unsigned timeout_ms);
 /* Message of the last failure on this client ("" if none). Valid until the
  * next call on the client. */
 const char *ooh_last_error(const ooh_client *client);
