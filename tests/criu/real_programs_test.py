@@ -422,8 +422,33 @@ class Memcached:
         c.close()
         self.values.update(items)
 
+    def stats(self):
+        c = McConn(self.sock)
+        c.s.sendall(b"stats\r\n")
+        st = {}
+        while True:
+            line = c._line()
+            if line == b"END":
+                break
+            _, k, v = line.decode().split(" ", 2)
+            st[k] = v
+        c.close()
+        return st
+
     def load(self):
         self._set(range(KEYS))
+        # memcached grows its hash table in a background thread once it holds
+        # 1.5 items per bucket (from 2^16 buckets), rewriting every item's
+        # chain pointer: whichever round overlaps it dumps nearly every page.
+        # Wait for it, so each round's pages are the test's rewrites.
+        power = 16
+        while KEYS > 1.5 * (1 << power):
+            power += 1
+
+        def grown():
+            st = self.stats()
+            return int(st["hash_power_level"]) >= power and st["hash_is_expanding"] == "0"
+        wait_for(grown, "memcached to grow its hash table to 2^%d buckets" % power, 60)
 
     def modify(self, n=3000):
         self.gen += 1
@@ -528,6 +553,8 @@ def main():
         if not shutil.which(prog):
             skip("%s is not installed (scripts/deps/criu.txt lists it)" % prog)
 
+    # Meson's timeout sends SIGTERM: unwind, so that the programs die too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("FAIL: terminated (Meson's timeout?)"))
     work = tempfile.mkdtemp(prefix="ooh-criu-real.")
     # CRIU loads every .so of its plugin directory: the plugin's build
     # directory holds only ooh_plugin.so, and its rpath finds libooh there.
