@@ -28,7 +28,7 @@ void usage(FILE *out)
 {
     std::fprintf(out,
                  "Usage: oohd [--socket PATH] [--foreground] [--log-level LEVEL]\n"
-                 "            [--handshake-timeout MS]\n"
+                 "            [--handshake-timeout MS] [--max-sessions-per-uid N]\n"
                  "\n"
                  "Tracks which pages of given processes were written since the last collect\n"
                  "and serves the dirty page sets to clients (oohctl, libooh, the CRIU plugin)\n"
@@ -41,6 +41,9 @@ void usage(FILE *out)
                  "      --handshake-timeout MS\n"
                  "                         close a client that has not said Hello after MS\n"
                  "                         milliseconds (default %d; 0: never)\n"
+                 "      --max-sessions-per-uid N\n"
+                 "                         processes each user but root may track (default\n"
+                 "                         %zu; the last %zu of %zu are kept for root)\n"
                  "      --probe            print what each backend found and exit\n"
                  "  -h, --help             show this help\n"
                  "  -V, --version          show the version\n"
@@ -50,6 +53,8 @@ void usage(FILE *out)
                  "Each user but root may hold %zu connections; the last %zu of %zu are\n"
                  "kept for root.\n",
                  OOH_DEFAULT_SOCKET, ooh::ServerLimits{}.handshake_timeout_ms,
+                 ooh::ServerLimits{}.max_sessions_per_uid, ooh::ServerLimits{}.session_root_reserve,
+                 ooh::ServerLimits{}.max_sessions,
                  ooh::ServerLimits{}.max_connections_per_uid, ooh::ServerLimits{}.root_reserve,
                  ooh::ServerLimits{}.max_connections);
 }
@@ -128,6 +133,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, nullptr, 'l'},
         {"probe", no_argument, nullptr, 'p'},
         {"handshake-timeout", required_argument, nullptr, 'T'},
+        {"max-sessions-per-uid", required_argument, nullptr, 'U'},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {},
@@ -163,6 +169,19 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'U': {
+            char *end = nullptr;
+            errno = 0;
+            unsigned long n = std::strtoul(optarg, &end, 10);
+            if (errno || !end || *end || n == 0 || n > ooh::ServerLimits{}.max_sessions) {
+                std::fprintf(stderr, "oohd: --max-sessions-per-uid takes a number from 1 to %zu, "
+                                     "not '%s'\n",
+                             ooh::ServerLimits{}.max_sessions, optarg);
+                return 2;
+            }
+            limits.max_sessions_per_uid = n;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;

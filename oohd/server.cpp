@@ -27,7 +27,6 @@ namespace ooh {
 namespace {
 
 constexpr const char *kLog = "server";
-constexpr size_t kMaxSessions = 4096;
 // Only a Track request by pidfd carries an fd. Room for one more tells a
 // packet with too many apart (more set MSG_CTRUNC, and the kernel closes
 // the fds that did not fit).
@@ -575,6 +574,50 @@ wire::Envelope trackReply(uint64_t id, const Session &s, bool already_tracked)
 
 } // namespace
 
+
+// Whether uid may start one more session; an empty message if so. Sessions
+// of exited processes are kept only to tell their owner, so they make room
+// first. One user tracking its own processes must not take every slot:
+// each uid but root has a share, and the last slots are kept for root.
+Error Server::sessionLimit(uid_t uid)
+{
+    auto count = [&] {
+        size_t all = 0, mine = 0;
+        for (const auto &[p, s] : sessions_) {
+            all++;
+            mine += s.owner_uid == uid;
+        }
+        return std::pair{all, mine};
+    };
+    auto [all, mine] = count();
+    const size_t shared = limits_.max_sessions - std::min(limits_.session_root_reserve,
+                                                          limits_.max_sessions);
+    if (all >= (uid == 0 ? limits_.max_sessions : shared) ||
+        (uid != 0 && mine >= limits_.max_sessions_per_uid)) {
+        std::vector<pid_t> ended;
+        for (const auto &[p, s] : sessions_)
+            if (s.state != Session::State::Active)
+                ended.push_back(p);
+        for (pid_t p : ended)
+            endSession(p);
+        std::tie(all, mine) = count();
+    }
+    if (uid != 0 && mine >= limits_.max_sessions_per_uid) {
+        OOH_LOG(kLog, Warning) << "uid " << uid << " tracks " << mine
+                               << " processes, its limit: refused one more";
+        return makeError(EUSERS, "uid " + std::to_string(uid) + " already tracks " +
+                                     std::to_string(mine) + " processes, the most oohd allows "
+                                     "one user but root (--max-sessions-per-uid); untrack some");
+    }
+    if (all >= (uid == 0 ? limits_.max_sessions : shared))
+        return makeError(ENOSPC, "oohd tracks " + std::to_string(all) + " processes" +
+                                     (uid == 0 ? ", its limit"
+                                               : "; the remaining " +
+                                                     std::to_string(limits_.max_sessions - shared) +
+                                                     " are kept for root"));
+    return Error{};
+}
+
 void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req,
                          UniqueFD pidfd)
 {
@@ -609,21 +652,8 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
         }
         endSession(pid);  // exited, lost or a reused pid: start afresh
     }
-    if (sessions_.size() >= kMaxSessions) {
-        // Sessions of exited processes are kept only to tell their owner;
-        // make room from those first.
-        std::vector<pid_t> ended;
-        for (const auto &[p, s] : sessions_)
-            if (s.state != Session::State::Active)
-                ended.push_back(p);
-        for (pid_t p : ended)
-            endSession(p);
-    }
-    if (sessions_.size() >= kMaxSessions)
-        return sendError(c, id,
-                         makeError(ENOSPC, "too many tracked processes (" +
-                                               std::to_string(kMaxSessions) + ")"),
-                         false);
+    if (auto full = sessionLimit(c.peer.uid); !full.message.empty())
+        return sendError(c, id, full, false);
 
     Error why;
     BackendEntry *entry = chooseBackend(req.backend(), &why);

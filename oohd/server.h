@@ -28,6 +28,9 @@ struct ServerLimits {
     size_t root_reserve = 64;       // of max_connections, only for uid 0
     size_t max_connections_per_uid = 64;  // each uid but 0
     int handshake_timeout_ms = 10000;     // to say Hello, from accept
+    size_t max_sessions = 4096;           // tracked processes in all
+    size_t session_root_reserve = 256;    // of max_sessions, only for uid 0
+    size_t max_sessions_per_uid = 256;    // tracked by each uid but 0
 };
 
 class Server {
@@ -85,6 +88,7 @@ private:
 
     void handle(Connection &c, const wire::Envelope &msg, UniqueFD passed_fd);
     void handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req, UniqueFD pidfd);
+    Error sessionLimit(uid_t uid);
     void handleUntrack(Connection &c, uint64_t id, const wire::UntrackRequest &req);
     void handleCollect(Connection &c, uint64_t id, const wire::CollectRequest &req);
     void handleStats(Connection &c, uint64_t id, const wire::StatsRequest &req);

@@ -352,6 +352,86 @@ TEST_F(OohdUnderAttack, OneUidHoldsAtMostItsShare)
     EXPECT_TRUE(greet(root.get()).has_hello_reply());
 }
 
+// One uid tracking its own processes cannot take every session: past its
+// share it hears why, and root still tracks.
+TEST_F(OohdUnderAttack, OneUidTracksAtMostItsShareOfProcesses)
+{
+    constexpr int kShare = 2, kTries = 4;
+    constexpr uid_t kUid = 65534;
+    ASSERT_NO_FATAL_FAILURE(startOohd({"--max-sessions-per-uid", std::to_string(kShare)}));
+    int report[2], verdict[2];
+    ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+    ASSERT_EQ(::pipe2(verdict, O_CLOEXEC), 0);
+    pid_t child = ::fork();
+    if (child == 0) {
+        if (!becomeUid(kUid))
+            ::_exit(3);
+        // Its own processes, its descendants: the kernel lets it trace them.
+        std::vector<pid_t> sleepers;
+        for (int i = 0; i < kTries + 1; ++i) {
+            pid_t s = ::fork();
+            if (s == 0) {
+                ::execl("/bin/sleep", "sleep", "60", nullptr);
+                ::_exit(127);
+            }
+            sleepers.push_back(s);
+        }
+        ::usleep(100000);  // let them exec
+        auto c = connectTo(socket_);
+        // [tracked, refused naming the uid, anything else], then the last
+        // sleeper's pid for root to track.
+        int counts[4] = {0, 0, 0, sleepers.back()};
+        if (c.isValid() && greet(c.get()).has_hello_reply()) {
+            for (int i = 0; i < kTries; ++i) {
+                wire::Envelope track;
+                track.set_request_id(100 + i);
+                track.mutable_track()->set_pid(sleepers[i]);
+                auto r = roundTrip(c.get(), track);
+                if (r.has_track_reply())
+                    counts[0]++;
+                else if (r.has_error() && r.error().errno_code() == EUSERS &&
+                         r.error().message().find("uid " + std::to_string(kUid)) !=
+                             std::string::npos)
+                    counts[1]++;
+                else
+                    counts[2]++;
+            }
+        }
+        bool ok = ::write(report[1], counts, sizeof(counts)) == sizeof(counts);
+        // Wait for root's verdict before the sleepers go.
+        char done;
+        ok = ok && ::read(verdict[0], &done, 1) == 1;
+        for (pid_t s : sleepers)
+            ::kill(s, SIGKILL);
+        ::_exit(ok ? 0 : 4);
+    }
+    ASSERT_GT(child, 0);
+    int counts[4] = {-1, -1, -1, -1};
+    ssize_t n = ::read(report[0], counts, sizeof(counts));
+    ASSERT_EQ(n, static_cast<ssize_t>(sizeof(counts)));
+    EXPECT_EQ(counts[0], kShare) << "processes tracked for one non-root uid";
+    EXPECT_EQ(counts[1], kTries - kShare) << "refusals (EUSERS) that name the uid";
+    EXPECT_EQ(counts[2], 0) << "answers that were neither";
+
+    // Root is not limited by that uid's share.
+    auto root = connectTo(socket_);
+    ASSERT_TRUE(root.isValid());
+    ASSERT_TRUE(greet(root.get()).has_hello_reply());
+    wire::Envelope track;
+    track.set_request_id(200);
+    track.mutable_track()->set_pid(counts[3]);
+    auto r = roundTrip(root.get(), track);
+    EXPECT_TRUE(r.has_track_reply()) << (r.has_error() ? r.error().message() : "no reply");
+
+    char done = 1;
+    EXPECT_EQ(::write(verdict[1], &done, 1), 1);
+    for (int fd : {report[0], report[1], verdict[0], verdict[1]})
+        ::close(fd);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+}
+
 // A client that never says Hello is dropped after --handshake-timeout; one
 // that did is kept however long it idles.
 TEST_F(OohdUnderAttack, SilentClientIsDroppedAfterTheHandshakeTimeout)
