@@ -2,6 +2,8 @@
 // Implementation of oohd/proc_maps.h.
 #include "proc_maps.h"
 
+#include "page_range.h"
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstring>
@@ -99,6 +101,13 @@ Result<std::vector<MapEntry>> vmasInByParsing(int maps_fd, uint64_t start, uint6
 }
 
 } // namespace
+
+void appendSharedMappings(const std::vector<MapEntry> &maps, std::vector<PageRange> &out)
+{
+    for (const MapEntry &m : maps)
+        if (m.shared && !m.isKernelSpecial())
+            out.push_back({m.start, m.end, true});
+}
 
 Result<std::vector<MapEntry>> vmasIn(int maps_fd, uint64_t start, uint64_t end)
 {

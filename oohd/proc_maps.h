@@ -2,6 +2,7 @@
 // Parser for /proc/PID/maps, used by backends to find and classify mappings.
 #pragma once
 
+#include "page_range.h"
 #include "result.h"
 
 #include <cstdint>
@@ -27,6 +28,12 @@ struct MapEntry {
                path == "[vdso]" || path == "[uprobes]";
     }
 };
+
+// Appends every shared mapping of `maps` (MAP_SHARED files, memfds, shared
+// anonymous memory) whole, as wholesale ranges. Their pages change through
+// the page cache too (write(), pwrite() by the target or anyone), which no
+// page-table-based log sees: every backend reports them at every collect.
+void appendSharedMappings(const std::vector<MapEntry> &maps, std::vector<PageRange> &out);
 
 // Parses one line of /proc/PID/maps; false if malformed.
 bool parseMapsLine(std::string_view line, MapEntry *out);

@@ -201,6 +201,11 @@ public:
             auto pages = reverse_.update(none, std::move(*snap), ps);
             found.insert(found.end(), pages.begin(), pages.end());
         }
+        // The PML log sees writes through the target's page tables only.
+        auto maps = readMaps("/proc/" + std::to_string(pid_) + "/maps");
+        if (!maps)
+            return maps.takeError();
+        appendSharedMappings(*maps, found);
         pending_.clear();
         out.insert(out.end(), found.begin(), found.end());
         return {};

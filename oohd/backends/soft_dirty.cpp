@@ -164,6 +164,7 @@ public:
                 found.push_back(r);
             }
         }
+        appendSharedMappings(*maps, found);
         // Reset while every thread is still stopped: nothing can be written
         // between the read above and this.
         OOH_TRY(reset());

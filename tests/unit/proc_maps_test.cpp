@@ -54,4 +54,19 @@ TEST(ProcMaps, VmasInFindsOurMapping)
 }
 
 } // namespace
+TEST(ProcMaps, SharedMappingsAreReportedWhole)
+{
+    std::vector<MapEntry> maps(4);
+    ASSERT_TRUE(parseMapsLine("7f0000000000-7f0000004000 rw-s 00000000 00:01 46 /memfd:x (deleted)",
+                              &maps[0]));
+    ASSERT_TRUE(parseMapsLine("7f0000004000-7f0000008000 rw-p 00000000 00:00 0", &maps[1]));
+    ASSERT_TRUE(parseMapsLine("7f0000008000-7f000000a000 r--s 00000000 fe:00 12 /var/db", &maps[2]));
+    ASSERT_TRUE(parseMapsLine("7ffff7fc1000-7ffff7fc5000 r--p 00000000 00:00 0 [vvar]", &maps[3]));
+    std::vector<PageRange> out;
+    appendSharedMappings(maps, out);
+    std::vector<PageRange> want{{0x7f0000000000, 0x7f0000004000, true},
+                                {0x7f0000008000, 0x7f000000a000, true}};
+    EXPECT_EQ(out, want);
+}
+
 } // namespace ooh
