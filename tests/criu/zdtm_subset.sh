@@ -73,7 +73,10 @@ EOF
     done
 ) 9> "$tree/.ooh-zdtm.lock" || { echo "FAIL: building zdtm in $tree, see $work"; KEEP_TMP=1; exit 1; }
 
-printf 'ooh\nlibdir %s\n' "$(cd "$(dirname "$plugin")" && pwd)" > "$work/criu.conf"
+# CRIU locks TCP connections with iptables by default; these machines have
+# no iptables binary ("Iptables configuration failed" at dump), and
+# libnftables is built into criu.
+printf 'ooh\nlibdir %s\nnetwork-lock nftables\n' "$(cd "$(dirname "$plugin")" && pwd)" > "$work/criu.conf"
 export CRIU_CONFIG_FILE=$work/criu.conf
 export OOH_ZDTM_CRIU=$(readlink -f "$criu") OOH_ZDTM_OOHD=$(readlink -f "$oohd") OOH_ZDTM_DIR=$work
 
