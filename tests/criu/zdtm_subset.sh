@@ -80,16 +80,24 @@ printf 'ooh\nlibdir %s\nnetwork-lock nftables\n' "$(cd "$(dirname "$plugin")" &&
 export CRIU_CONFIG_FILE=$work/criu.conf
 export OOH_ZDTM_CRIU=$(readlink -f "$criu") OOH_ZDTM_OOHD=$(readlink -f "$oohd") OOH_ZDTM_DIR=$work
 
+# Each test takes a few seconds; one that hangs (a criu waiting for a trap
+# that never comes) is killed at this deadline and named, long before
+# Meson's timeout of the whole suite.
+per_test_deadline=${OOH_ZDTM_DEADLINE:-180}
 passed=() failed=()
 for t in "${tests[@]}"; do
     start=$(date +%s)
-    if (cd "$tree/test" && /usr/bin/python3 zdtm.py run -t "zdtm/static/$t" --pre 2 -f h \
-            --criu-bin "$here/zdtm_criu_wrapper.sh" > "$work/$t.log" 2>&1) &&
-        grep -q "Test zdtm/static/$t PASS" "$work/$t.log"; then
+    rc=0
+    (cd "$tree/test" && timeout -k 10 "$per_test_deadline" /usr/bin/python3 zdtm.py run \
+        -t "zdtm/static/$t" --pre 2 -f h --criu-bin "$here/zdtm_criu_wrapper.sh" \
+        > "$work/$t.log" 2>&1) || rc=$?
+    if [ $rc = 0 ] && grep -q "Test zdtm/static/$t PASS" "$work/$t.log"; then
         passed+=("$t")
         echo "PASS $t ($(( $(date +%s) - start )) s)"
     else
         failed+=("$t")
+        [ $rc = 124 ] || [ $rc = 137 ] &&
+            echo "TIMEOUT $t: still running after $per_test_deadline s, killed"
         echo "FAIL $t; last lines of $work/$t.log:"
         grep -E "Error|FAIL|ooh:" "$work/$t.log" | grep -v RLIMIT_NOFILE | tail -n 8
         KEEP_TMP=1
