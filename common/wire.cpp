@@ -34,27 +34,32 @@ Result<std::string> encode(const Envelope &msg)
     return out;
 }
 
-Result<void> sendMessage(int fd, const Envelope &msg, int pass_fd)
+Result<void> sendMessage(int fd, const Envelope &msg, int pass_fd, int pass_fd2)
 {
     auto bytes = encode(msg);
     if (!bytes)
         return bytes.takeError();
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(2 * sizeof(int))];
         struct cmsghdr align;
     } control = {};
     struct iovec iov = {bytes->data(), bytes->size()};
     struct msghdr mh = {};
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
-    if (pass_fd >= 0) {
+    int fds[2];
+    size_t nfds = 0;
+    for (int f : {pass_fd, pass_fd2})
+        if (f >= 0)
+            fds[nfds++] = f;
+    if (nfds > 0) {
         mh.msg_control = control.buf;
-        mh.msg_controllen = sizeof(control.buf);
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
         struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+        cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        std::memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
     }
     for (;;) {
         ssize_t n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);

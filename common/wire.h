@@ -28,8 +28,9 @@ Result<Envelope> decode(const void *data, size_t len);
 Result<std::string> encode(const Envelope &msg);
 
 // Blocking helpers for clients (the daemon does its own non-blocking I/O).
-// pass_fd >= 0: the descriptor travels with the message (SCM_RIGHTS).
-Result<void> sendMessage(int fd, const Envelope &msg, int pass_fd = -1);
+// pass_fd, pass_fd2 >= 0: the descriptors travel with the message, in
+// that order (SCM_RIGHTS).
+Result<void> sendMessage(int fd, const Envelope &msg, int pass_fd = -1, int pass_fd2 = -1);
 // Receives one packet; a packet larger than kMaxMessageBytes is consumed and
 // reported as EMSGSIZE; an orderly shutdown of the peer is ECONNRESET.
 Result<Envelope> receiveMessage(int fd);

@@ -6,6 +6,8 @@
 #include "wire.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <fcntl.h>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -75,14 +77,15 @@ ooh::Result<Envelope> receive(ooh_client *c)
 
 // Sends a request and receives the reply with the same id. An Error reply
 // becomes the negative errno it carries.
-int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1)
+int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1,
+              int pass_fd2 = -1)
 {
     if (!c || c->fd < 0)
         return fail(c, ENOTCONN, "not connected to oohd");
     if (c->collecting)
         return fail(c, EBUSY, "a collect is in progress: read it to the end first");
     req.set_request_id(c->next_id++);
-    if (auto r = ooh::wire::sendMessage(c->fd, req, pass_fd); !r) {
+    if (auto r = ooh::wire::sendMessage(c->fd, req, pass_fd, pass_fd2); !r) {
         // oohd may have closed the connection with the reason waiting in it
         // (a refused client: too many connections, no Hello in time).
         if (r.error().code == EPIPE || r.error().code == ECONNRESET) {
@@ -103,6 +106,43 @@ int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1)
                     msg->error().message());
     *reply = std::move(*msg);
     return 0;
+}
+
+// /proc/PID/mem, opened here: the kernel lets us open it only if we may
+// ptrace the process, and oohd takes it as the proof (access_proof in
+// ooh.proto). Opened and closed, it reads nothing.
+int openAccessProof(ooh_client *c, pid_t pid)
+{
+    std::string path = "/proc/" + std::to_string(pid) + "/mem";
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    int err = errno;
+    if (err == ENOENT)
+        return fail(c, ESRCH, "no process " + std::to_string(pid));
+    return fail(c, err == EACCES ? EPERM : err,
+                "the kernel does not let this process trace pid " + std::to_string(pid) +
+                    " (open " + path + ": " + std::strerror(err) +
+                    "), so oohd will not track it for us either");
+}
+
+// The pid of a pidfd's process in our PID namespace (its fdinfo), 0 if it
+// has exited, -1 if fd is no pidfd.
+pid_t pidOfPidfd(int pidfd)
+{
+    std::string path = "/proc/self/fdinfo/" + std::to_string(pidfd);
+    FILE *f = std::fopen(path.c_str(), "re");
+    if (!f)
+        return -1;
+    char line[256];
+    long pid = 0;
+    bool found = false;
+    while (!found && std::fgets(line, sizeof(line), f))
+        found = std::sscanf(line, "Pid: %ld", &pid) == 1;
+    std::fclose(f);
+    if (!found)
+        return -1;
+    return pid > 0 ? static_cast<pid_t>(pid) : 0;  // -1: exited; 0: not in our namespace
 }
 
 void copyString(char *dst, size_t size, const std::string &src)
@@ -182,11 +222,17 @@ const char *ooh_last_error(const ooh_client *c)
 
 int ooh_track(ooh_client *c, pid_t pid, const char *backend, uint64_t *start_time)
 {
+    int proof = openAccessProof(c, pid);
+    if (proof < 0)
+        return proof;
     Envelope req, reply;
     req.mutable_track()->set_pid(pid);
+    req.mutable_track()->set_access_proof(true);
     if (backend)
         req.mutable_track()->set_backend(backend);
-    if (int r = roundTrip(c, req, &reply); r < 0)
+    int r = roundTrip(c, req, &reply, proof);
+    ::close(proof);
+    if (r < 0)
         return r;
     if (!reply.has_track_reply())
         return fail(c, EPROTO, "unexpected reply to track");
@@ -200,11 +246,22 @@ int ooh_track_pidfd(ooh_client *c, int pidfd, const char *backend, pid_t *tracke
 {
     if (pidfd < 0)
         return fail(c, EBADF, "invalid pidfd");
+    pid_t pid = pidOfPidfd(pidfd);
+    if (pid <= 0)
+        return fail(c, pid == 0 ? ESRCH : EBADF,
+                    pid == 0 ? "the process of the pidfd has exited (or is not in this PID namespace)"
+                             : "not a pidfd (no Pid: in its fdinfo)");
+    int proof = openAccessProof(c, pid);
+    if (proof < 0)
+        return proof;
     Envelope req, reply;
     req.mutable_track()->set_by_pidfd(true);
+    req.mutable_track()->set_access_proof(true);
     if (backend)
         req.mutable_track()->set_backend(backend);
-    if (int r = roundTrip(c, req, &reply, pidfd); r < 0)
+    int r = roundTrip(c, req, &reply, pidfd, proof);
+    ::close(proof);
+    if (r < 0)
         return r;
     if (!reply.has_track_reply())
         return fail(c, EPROTO, "unexpected reply to track");

@@ -403,18 +403,19 @@ void Server::onConnectionReady(int fd, uint32_t events)
                 sendError(c, 0, msg.error(), true);
                 break;
             }
-            if (passed.size() > 1 || fds_truncated) {
+            if (passed.size() > kFdsSeenPerPacket || fds_truncated) {
                 const size_t count = passed.size();
                 passed.clear();  // closed before the client hears back
                 sendError(c, msg->request_id(),
-                          makeError(EINVAL, "a request carries at most one file descriptor (the "
-                                            "pidfd of a Track request); this one carried " +
+                          makeError(EINVAL, "a request carries at most two file descriptors (a "
+                                            "Track request's pidfd and /proc/PID/mem); this one "
+                                            "carried " +
                                                 std::string(fds_truncated ? "more than " : "") +
                                                 std::to_string(count)),
                           false);
                 continue;
             }
-            handle(c, *msg, passed.empty() ? UniqueFD() : std::move(passed.front()));
+            handle(c, *msg, std::move(passed));
         }
     }
     if (connections_.count(fd) && c.closing && c.out.empty())
@@ -481,13 +482,13 @@ void Server::sendError(Connection &c, uint64_t id, const Error &err, bool fatal)
         c.closing = true;
 }
 
-void Server::handle(Connection &c, const wire::Envelope &msg, UniqueFD passed_fd)
+void Server::handle(Connection &c, const wire::Envelope &msg, std::vector<UniqueFD> passed)
 {
     const uint64_t id = msg.request_id();
-    // An fd that came with anything but a Track request by pidfd is closed
-    // before the reply, so a client that has its answer has its fd back.
-    if (!c.greeted || msg.body_case() != wire::Envelope::kTrack || !msg.track().by_pidfd())
-        passed_fd.reset();
+    // An fd that came with anything but a Track request is closed before
+    // the reply, so a client that has its answer has its fd back.
+    if (!c.greeted || msg.body_case() != wire::Envelope::kTrack)
+        passed.clear();
     if (!c.greeted) {
         if (msg.body_case() != wire::Envelope::kHello) {
             sendError(c, id, makeError(EPROTO, "protocol error: the first message must be Hello"),
@@ -516,7 +517,7 @@ void Server::handle(Connection &c, const wire::Envelope &msg, UniqueFD passed_fd
     }
     switch (msg.body_case()) {
     case wire::Envelope::kTrack:
-        return handleTrack(c, id, msg.track(), std::move(passed_fd));
+        return handleTrack(c, id, msg.track(), std::move(passed));
     case wire::Envelope::kUntrack:
         return handleUntrack(c, id, msg.untrack());
     case wire::Envelope::kCollect:
@@ -619,22 +620,37 @@ Error Server::sessionLimit(uid_t uid)
 }
 
 void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req,
-                         UniqueFD pidfd)
+                         std::vector<UniqueFD> passed)
 {
+    // Every fd passed is closed before the client hears back.
+    const size_t want = (req.by_pidfd() ? 1 : 0) + (req.access_proof() ? 1 : 0);
+    const size_t got = passed.size();
+    if (got != want) {
+        passed.clear();
+        return sendError(c, id,
+                         makeError(EBADF, "track: " + std::to_string(want) +
+                                              " file descriptor(s) announced (pidfd, "
+                                              "/proc/PID/mem), " + std::to_string(got) +
+                                              " came with the request"),
+                         false);
+    }
+    UniqueFD proof = req.access_proof() ? std::move(passed.back()) : UniqueFD();
     pid_t pid = req.pid();
     std::optional<Process> given;
-    if (req.by_pidfd()) {
-        if (!pidfd.isValid())
-            return sendError(c, id, makeError(EBADF, "track by pidfd: no pidfd came with it"),
-                             false);
-        auto p = Process::fromPidfd(std::move(pidfd));
-        if (!p)
-            return sendError(c, id, p.error(), false);
-        pid = p->pid();
-        given = std::move(*p);
+    auto opened = req.by_pidfd() ? Process::fromPidfd(std::move(passed.front()))
+                                 : Process::open(pid);
+    if (!opened) {
+        proof.reset();
+        return sendError(c, id, opened.error(), false);
     }
-    if (auto ok = checkPeerMayTrace(c.peer, pid); !ok)
-        return sendError(c, id, ok.error(), false);
+    pid = opened->pid();
+    given = std::move(*opened);
+    // Decided on the process as opened (its pidfd), not on a pid that may
+    // be reused in between, and by the kernel, not by a copy of its rules.
+    auto allowed = checkAccessProof(c.peer, *given, proof);
+    proof.reset();
+    if (!allowed)
+        return sendError(c, id, allowed.error(), false);
 
     auto existing = sessions_.find(pid);
     if (existing != sessions_.end()) {
@@ -659,17 +675,14 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
     BackendEntry *entry = chooseBackend(req.backend(), &why);
     if (!entry)
         return sendError(c, id, why, false);
-    auto process = given ? Result<Process>(std::move(*given)) : Process::open(pid);
-    if (!process)
-        return sendError(c, id, process.error(), false);
-    auto tracker = entry->backend->track(*process);
+    auto tracker = entry->backend->track(*given);
     if (!tracker) {
         OOH_LOG(kLog, Notice) << "track pid " << pid << " failed: " << tracker.error().message;
         return sendError(c, id, tracker.error(), false);
     }
 
     Session s;
-    s.process = std::move(*process);
+    s.process = std::move(*given);
     s.backend = std::string(entry->backend->name());
     s.tracker = std::move(*tracker);
     s.owner_uid = c.peer.uid;

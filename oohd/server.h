@@ -5,6 +5,7 @@
 
 #include "backend.h"
 #include "ooh.pb.h"
+#include "access_proof.h"
 #include "peer_access.h"
 #include "result.h"
 #include "session.h"
@@ -86,8 +87,9 @@ private:
     void send(Connection &c, const wire::Envelope &msg);
     void sendError(Connection &c, uint64_t id, const Error &err, bool fatal);
 
-    void handle(Connection &c, const wire::Envelope &msg, UniqueFD passed_fd);
-    void handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req, UniqueFD pidfd);
+    void handle(Connection &c, const wire::Envelope &msg, std::vector<UniqueFD> passed);
+    void handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req,
+                     std::vector<UniqueFD> passed);
     Error sessionLimit(uid_t uid);
     void handleUntrack(Connection &c, uint64_t id, const wire::UntrackRequest &req);
     void handleCollect(Connection &c, uint64_t id, const wire::CollectRequest &req);

@@ -12,9 +12,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -386,7 +389,14 @@ TEST_F(OohdUnderAttack, OneUidTracksAtMostItsShareOfProcesses)
                 wire::Envelope track;
                 track.set_request_id(100 + i);
                 track.mutable_track()->set_pid(sleepers[i]);
-                auto r = roundTrip(c.get(), track);
+                track.mutable_track()->set_access_proof(true);
+                // The proof that it may trace them (access_proof).
+                UniqueFD mem(::open(("/proc/" + std::to_string(sleepers[i]) + "/mem").c_str(),
+                                    O_RDONLY | O_CLOEXEC));
+                wire::Envelope r;
+                if (mem.isValid() && sendWithFds(c.get(), encoded(track), {mem.get()}))
+                    if (auto got = wire::receiveMessage(c.get()))
+                        r = *got;
                 if (r.has_track_reply())
                     counts[0]++;
                 else if (r.has_error() && r.error().errno_code() == EUSERS &&
@@ -430,6 +440,133 @@ TEST_F(OohdUnderAttack, OneUidTracksAtMostItsShareOfProcesses)
     int status = 0;
     ::waitpid(child, &status, 0);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+}
+
+// Who may track whom is the kernel's call (access_proof): a non-root client
+// gets no further than the kernel lets it ptrace. Each case: a target of
+// uid 65534 that the kernel protects from uid 65534 itself, tracked without
+// a proof and with the proof of a sibling it may trace.
+struct AccessAttempt {
+    int without_proof = -1;  // errno of the answer, 0 if tracked
+    int sibling_proof = -1;
+    int mem_open = -1;       // errno of opening the target's /proc/PID/mem
+};
+
+AccessAttempt tryToTrack(const std::string &socket, pid_t target, pid_t sibling)
+{
+    AccessAttempt a;
+    UniqueFD mem(::open(("/proc/" + std::to_string(target) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+    a.mem_open = mem.isValid() ? 0 : errno;
+    auto c = connectTo(socket);
+    if (!c.isValid() || !greet(c.get()).has_hello_reply())
+        return a;
+    auto answer = [&](const wire::Envelope &req, std::vector<int> fds) {
+        if (!sendWithFds(c.get(), encoded(req), fds))
+            return -1;
+        auto r = wire::receiveMessage(c.get());
+        if (!r)
+            return -1;
+        return r->has_track_reply() ? 0 : r->has_error() ? r->error().errno_code() : -1;
+    };
+    wire::Envelope track;
+    track.set_request_id(300);
+    track.mutable_track()->set_pid(target);
+    a.without_proof = answer(track, {});
+    UniqueFD other(::open(("/proc/" + std::to_string(sibling) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+    track.set_request_id(301);
+    track.mutable_track()->set_access_proof(true);
+    a.sibling_proof = other.isValid() ? answer(track, {other.get()}) : -2;
+    return a;
+}
+
+// tryToTrack() as uid 65534 in a child, with a sleeper of its own as the
+// sibling whose /proc/PID/mem it may open.
+AccessAttempt attemptAsNobody(const std::string &socket, pid_t target)
+{
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) < 0)
+        return {};
+    pid_t child = ::fork();
+    if (child == 0) {
+        if (!becomeUid(65534))
+            ::_exit(3);
+        pid_t sibling = ::fork();
+        if (sibling == 0) {
+            ::execl("/bin/sleep", "sleep", "60", nullptr);
+            ::_exit(127);
+        }
+        ::usleep(50000);
+        AccessAttempt a = tryToTrack(socket, target, sibling);
+        ::kill(sibling, SIGKILL);
+        ::_exit(::write(report[1], &a, sizeof(a)) == sizeof(a) ? 0 : 4);
+    }
+    ::close(report[1]);
+    AccessAttempt a;
+    if (::read(report[0], &a, sizeof(a)) != sizeof(a))
+        a = {};
+    ::close(report[0]);
+    ::waitpid(child, nullptr, 0);
+    return a;
+}
+
+// A process of uid 65534 started by root: `prepare` runs in it after the
+// uid change and before it sleeps.
+pid_t startNobodyTarget(void (*prepare)())
+{
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::prctl(PR_SET_KEEPCAPS, 1);
+        if (!becomeUid(65534))
+            ::_exit(3);
+        prepare();
+        for (;;)
+            ::pause();
+    }
+    ::usleep(50000);
+    return pid;
+}
+
+TEST_F(OohdUnderAttack, NonDumpableProcessOfTheSameUidIsRefused)
+{
+    ASSERT_NO_FATAL_FAILURE(startOohd());
+    pid_t target = startNobodyTarget([] { ::prctl(PR_SET_DUMPABLE, 0); });
+    ASSERT_GT(target, 0);
+    AccessAttempt a = attemptAsNobody(socket_, target);
+    ::kill(target, SIGKILL);
+    ::waitpid(target, nullptr, 0);
+    EXPECT_NE(a.mem_open, 0) << "the kernel let uid 65534 open a non-dumpable process's mem";
+    EXPECT_EQ(a.without_proof, EPERM) << "tracked without a proof";
+    EXPECT_EQ(a.sibling_proof, EPERM) << "tracked with another process's /proc/PID/mem";
+}
+
+TEST_F(OohdUnderAttack, ProcessHoldingCapabilitiesTheClientLacksIsRefused)
+{
+    ASSERT_NO_FATAL_FAILURE(startOohd());
+    // uid 65534, but with CAP_SYS_ADMIN kept (permitted, effective).
+    pid_t target = startNobodyTarget([] {
+        struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2] = {};
+        data[0].permitted = data[0].effective = 1u << CAP_SYS_ADMIN;
+        if (::syscall(SYS_capset, &hdr, data) < 0)
+            ::_exit(5);
+    });
+    ASSERT_GT(target, 0);
+    std::string caps;
+    {
+        std::ifstream st("/proc/" + std::to_string(target) + "/status");
+        std::string line;
+        while (std::getline(st, line))
+            if (line.rfind("CapEff:", 0) == 0)
+                caps = line;
+    }
+    AccessAttempt a = attemptAsNobody(socket_, target);
+    ::kill(target, SIGKILL);
+    ::waitpid(target, nullptr, 0);
+    ASSERT_NE(caps.find("0000000000200000"), std::string::npos) << "target lacks CAP_SYS_ADMIN: "
+                                                                << caps;
+    EXPECT_NE(a.mem_open, 0) << "the kernel let uid 65534 open the mem of a process with more caps";
+    EXPECT_EQ(a.without_proof, EPERM) << "tracked without a proof";
+    EXPECT_EQ(a.sibling_proof, EPERM) << "tracked with another process's /proc/PID/mem";
 }
 
 // A client that never says Hello is dropped after --handshake-timeout; one

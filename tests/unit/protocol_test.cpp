@@ -178,7 +178,8 @@ TEST(Protocol, PidThePeerMayNotTouch)
     auto r = roundTrip(c.get(), e);
     ASSERT_TRUE(r.has_error());
     EXPECT_EQ(r.error().errno_code(), EPERM);
-    EXPECT_NE(r.error().message().find("uid 4242 may not trace pid 1"), std::string::npos)
+    EXPECT_NE(r.error().message().find("uid 4242 must show that it may trace pid 1"),
+              std::string::npos)
         << r.error().message();
     // A refusal is not a protocol error: the connection stays usable.
     EXPECT_TRUE(roundTrip(c.get(), backendsRequest(6)).has_backends_reply());

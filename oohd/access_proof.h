@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+// May this client track that process? The kernel decides: the client
+// passes a /proc/PID/mem it opened itself, which the kernel lets it open
+// only if it may ptrace-attach the process (PTRACE_MODE_ATTACH_FSCREDS:
+// ids, dumpability, capabilities, Yama, LSMs). oohd checks that the fd is
+// that file of the process it opened, and nothing else.
+#pragma once
+
+#include "peer_access.h"
+#include "process.h"
+#include "result.h"
+#include "unique_fd.h"
+
+namespace ooh {
+
+// Root may track anything without a proof. Anyone else must pass `proof`:
+// /proc/PID/mem of `target`, opened from the same /proc as oohd's (the
+// same procfs instance, so the same file), while `target` still lives.
+// Fails with EPERM and a message saying what to pass.
+Result<void> checkAccessProof(const PeerCredentials &peer, const Process &target,
+                              const UniqueFD &proof);
+
+} // namespace ooh
