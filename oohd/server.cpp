@@ -168,8 +168,9 @@ Result<void> Server::listenOn(const std::string &path)
     ::unlink(path.c_str());
     if (::bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0)
         return Error::fromErrno(errno, "bind " + path);
-    // Anyone may connect; every request is checked against the peer's
-    // credentials (checkPeerMayTrace).
+    // Anyone may connect: a Track needs root or the client's own proof that
+    // the kernel lets it trace the process (checkAccessProof), and a
+    // session serves its owner or root.
     ::chmod(path.c_str(), 0666);
     socket_path_ = path;
     if (::listen(fd.get(), 64) < 0)
