@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Logging to stderr with syslog priority prefixes ("<3>"), which journald
-// turns into priorities. One category per component; level set at run time.
+// turns into priorities. One category (a name in each line) per component;
+// one level for all of them, set at run time.
 #pragma once
 
 #include <sstream>

@@ -46,7 +46,9 @@ public:
     virtual ~Backend() = default;
 
     virtual std::string_view name() const = 0;
-    // Feature probe, run once at start-up like CRIU's kerndat.
+    // Feature probe, run at start-up like CRIU's kerndat. A backend that
+    // was unavailable may probe again when asked to track (the guest
+    // module can be loaded after oohd started).
     virtual BackendProbe probe() = 0;
     // Starts tracking `target`; the first epoch begins now.
     virtual Result<std::unique_ptr<Tracker>> track(const Process &target) = 0;

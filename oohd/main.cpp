@@ -49,7 +49,8 @@ void usage(FILE *out)
                  "  -V, --version          show the version\n"
                  "\n"
                  "Logs go to stderr, with syslog priority prefixes under journald.\n"
-                 "Tracking other users' processes needs root (or CAP_SYS_PTRACE).\n"
+                 "Root may track any process; another user only one the kernel lets it\n"
+                 "ptrace (libooh passes its /proc/PID/mem as the proof).\n"
                  "Each user but root may hold %zu connections; the last %zu of %zu are\n"
                  "kept for root.\n",
                  OOH_DEFAULT_SOCKET, ooh::ServerLimits{}.handshake_timeout_ms,
