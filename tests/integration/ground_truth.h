@@ -72,6 +72,20 @@ inline void printTally(const std::string &what, const Tally &t)
                 exact_over);
 }
 
+// Never missing a page is half of the job; the pages reported exactly
+// (not wholesale) must also be close to those written, or a backend that
+// reports what nobody wrote passes. 1.03-1.08x is what uffd-wp gives here.
+constexpr double kMaxExactOverReport = 1.5;
+
+inline void expectExactPartBounded(const std::string &what, const Tally &t)
+{
+    if (t.truth_pages == 0)
+        return;
+    double exact_over = double(t.reported_pages - t.wholesale_pages) / double(t.truth_pages);
+    EXPECT_LE(exact_over, kMaxExactOverReport)
+        << what << ": the exactly tracked part is " << exact_over << "x the pages written";
+}
+
 inline std::string writerPath() { return test::buildDir() + "/ooh-dirty-writer"; }
 
 } // namespace ooh

@@ -82,6 +82,7 @@ TEST_F(DaemonGroundTruth, EveryBackendThroughOohd)
         for (int round = 1; round <= 20 && !HasFatalFailure(); ++round)
             checkRound(writer, 9000 + round, collect, &tally, std::string(info[b].name) + " via oohd");
         printTally(std::string(info[b].name) + " (via oohd)", tally);
+        expectExactPartBounded(std::string(info[b].name) + " (via oohd)", tally);
         EXPECT_EQ(client.untrack(writer.pid()), 0) << client.error();
         writer.send("exit");
         EXPECT_EQ(writer.wait(), 0);

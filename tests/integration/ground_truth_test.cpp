@@ -132,6 +132,8 @@ TEST_P(GroundTruthTest, BackendDirect)
     }
     printTally(GetParam() + " (direct)", parent);
     printTally(GetParam() + " (forked child)", child);
+    expectExactPartBounded(GetParam() + " (direct)", parent);
+    expectExactPartBounded(GetParam() + " (forked child)", child);
     if (forked)
         forked->send("exit");
     writer.send("exit");
