@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <filesystem>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -165,6 +166,47 @@ std::string buildDir()
 {
     const char *d = std::getenv("OOH_TESTPROGS_DIR");
     return d ? d : ".";
+}
+
+void OohdProcess::start(const std::string &tag, const std::vector<std::string> &extra)
+{
+    auto dir = std::filesystem::temp_directory_path() / (tag + "-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    std::filesystem::permissions(dir, std::filesystem::perms(0755));
+    dir_ = dir.string();
+    socket_ = (dir / "oohd.sock").string();
+    const char *oohd = std::getenv("OOHD");
+    ASSERT_NE(oohd, nullptr) << "OOHD (path of the oohd executable) is not set";
+    std::vector<std::string> args = {oohd, "--foreground", "--socket", socket_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        std::vector<char *> argv;
+        for (auto &a : args)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    for (int i = 0; i < 500 && !std::filesystem::exists(socket_); ++i)
+        ::usleep(10000);
+    ASSERT_TRUE(std::filesystem::exists(socket_)) << "oohd did not start";
+}
+
+void OohdProcess::stop()
+{
+    if (pid_ > 0) {
+        ::kill(pid_, SIGCONT);  // a test may have stopped it
+        ::kill(pid_, SIGTERM);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            << "oohd did not exit cleanly on SIGTERM (status " << status << ")";
+        pid_ = -1;
+    }
+    if (!dir_.empty())
+        std::filesystem::remove_all(dir_);
+    dir_.clear();
 }
 
 } // namespace ooh::test

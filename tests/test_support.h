@@ -63,4 +63,28 @@ std::vector<uint64_t> missingPages(const std::vector<PageRange> &collected,
 
 std::string buildDir();  // directory of the test programs (from the environment)
 
+// The real oohd ($OOHD) on a private socket, in a directory of its own that
+// other uids can reach.
+class OohdProcess {
+public:
+    OohdProcess() = default;
+    OohdProcess(const OohdProcess &) = delete;
+    OohdProcess &operator=(const OohdProcess &) = delete;
+    ~OohdProcess() { stop(); }
+
+    // Starts it with `extra` arguments; fails the calling test if it does
+    // not listen within 5 s (check with ASSERT_NO_FATAL_FAILURE).
+    void start(const std::string &tag, const std::vector<std::string> &extra = {});
+    // SIGTERM and reap; fails the test unless oohd exits 0.
+    void stop();
+
+    pid_t pid() const { return pid_; }
+    const std::string &socket() const { return socket_; }
+
+private:
+    pid_t pid_ = -1;
+    std::string dir_;
+    std::string socket_;
+};
+
 } // namespace ooh::test

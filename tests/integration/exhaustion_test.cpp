@@ -118,46 +118,16 @@ wire::Envelope greet(int sock)
 
 class OohdUnderAttack : public ::testing::Test {
 protected:
-    void TearDown() override
-    {
-        if (daemon_ > 0) {
-            ::kill(daemon_, SIGTERM);
-            int status = 0;
-            ::waitpid(daemon_, &status, 0);
-            EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                << "oohd did not exit cleanly on SIGTERM (status " << status << ")";
-        }
-        if (!dir_.empty())
-            std::filesystem::remove_all(dir_);
-    }
-
     void startOohd(const std::vector<std::string> &extra = {})
     {
-        dir_ = std::filesystem::temp_directory_path() / ("ooh-exh-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(dir_);
-        // Other uids connect too: let them reach the socket.
-        std::filesystem::permissions(dir_, std::filesystem::perms(0755));
-        socket_ = (dir_ / "oohd.sock").string();
-        const char *oohd = std::getenv("OOHD");
-        ASSERT_NE(oohd, nullptr) << "OOHD (path of the oohd executable) is not set";
-        std::vector<std::string> args = {oohd, "--foreground", "--socket", socket_,
-                                         "--log-level", "notice"};
+        std::vector<std::string> args = {"--log-level", "notice"};
         args.insert(args.end(), extra.begin(), extra.end());
-        daemon_ = ::fork();
-        if (daemon_ == 0) {
-            std::vector<char *> argv;
-            for (auto &a : args)
-                argv.push_back(a.data());
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        for (int i = 0; i < 500 && !std::filesystem::exists(socket_); ++i)
-            ::usleep(10000);
-        ASSERT_TRUE(std::filesystem::exists(socket_)) << "oohd did not start";
+        oohd_.start("ooh-exh", args);
+        socket_ = oohd_.socket();
+        daemon_ = oohd_.pid();
     }
 
-    std::filesystem::path dir_;
+    test::OohdProcess oohd_;
     std::string socket_;
     pid_t daemon_ = -1;
 };

@@ -19,34 +19,12 @@ class DaemonGroundTruth : public ::testing::Test {
 protected:
     void SetUp() override
     {
-        dir_ = std::filesystem::temp_directory_path() / ("ooh-gtd-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(dir_);
-        socket_ = (dir_ / "oohd.sock").string();
-        const char *oohd = std::getenv("OOHD");
-        ASSERT_NE(oohd, nullptr) << "OOHD (path of the oohd executable) is not set";
-        daemon_ = ::fork();
-        if (daemon_ == 0) {
-            ::execl(oohd, oohd, "--foreground", "--socket", socket_.c_str(), "--log-level", "info",
-                    nullptr);
-            ::_exit(127);
-        }
-        for (int i = 0; i < 200 && !std::filesystem::exists(socket_); ++i)
-            ::usleep(10000);
-        ASSERT_TRUE(std::filesystem::exists(socket_)) << "oohd did not start";
-    }
-    void TearDown() override
-    {
-        if (daemon_ > 0) {
-            ::kill(daemon_, SIGTERM);
-            int status = 0;
-            ::waitpid(daemon_, &status, 0);
-            EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                << "oohd did not exit cleanly on SIGTERM";
-        }
-        std::filesystem::remove_all(dir_);
+        ASSERT_NO_FATAL_FAILURE(oohd_.start("ooh-gtd", {"--log-level", "info"}));
+        socket_ = oohd_.socket();
+        daemon_ = oohd_.pid();
     }
 
-    std::filesystem::path dir_;
+    test::OohdProcess oohd_;
     std::string socket_;
     pid_t daemon_ = -1;
 };
