@@ -39,29 +39,30 @@ const char *modeName(OohBackend::Mode m)
     return m == OohBackend::Mode::Spml ? "spml" : m == OohBackend::Mode::Epml ? "epml" : "auto";
 }
 
-// Every mapping of the target, as whole ranges (what a lost epoch reports).
-Result<std::vector<PageRange>> wholeAddressSpace(pid_t pid)
+Result<std::vector<MapEntry>> mapsOf(pid_t pid)
 {
-    auto maps = readMaps("/proc/" + std::to_string(pid) + "/maps");
-    if (!maps)
-        return maps.takeError();
+    return readMaps("/proc/" + std::to_string(pid) + "/maps");
+}
+
+// Every mapping of the target, as whole ranges (what a lost epoch reports).
+std::vector<PageRange> wholeAddressSpace(const std::vector<MapEntry> &maps)
+{
     std::vector<PageRange> out;
-    for (const MapEntry &m : *maps)
+    for (const MapEntry &m : maps)
         if (!m.isKernelSpecial())
             out.push_back({m.start, m.end, true});
     return out;
 }
 
-Result<std::vector<PagemapPage>> readPagemap(pid_t pid, int pagemap_fd, uint64_t *mapped)
+// The present and swapped pages of `maps`, read from the target's pagemap.
+Result<std::vector<PagemapPage>> readPagemap(pid_t pid, int pagemap_fd,
+                                             const std::vector<MapEntry> &maps, uint64_t *mapped)
 {
-    auto maps = readMaps("/proc/" + std::to_string(pid) + "/maps");
-    if (!maps)
-        return maps.takeError();
     const uint64_t ps = pageSize();
     std::vector<PagemapPage> pages;
     std::vector<uint64_t> buf(16384);
     *mapped = 0;
-    for (const MapEntry &m : *maps) {
+    for (const MapEntry &m : maps) {
         // PROT_NONE reservations (language runtimes reserve terabytes) hold
         // nobody's writes; their pages read as vanished at worst.
         if (m.isKernelSpecial() || !(m.read || m.write || m.exec))
@@ -102,7 +103,10 @@ public:
             if (!pagemap_.isValid())
                 return Error::fromErrno(errno, "open " + proc + "/pagemap");
             // Before logging starts: see SpmlReverseMap for why that order.
-            auto snap = readPagemap(pid_, pagemap_.get(), &mapped_);
+            auto maps = mapsOf(pid_);
+            if (!maps)
+                return maps.takeError();
+            auto snap = readPagemap(pid_, pagemap_.get(), *maps, &mapped_);
             if (!snap)
                 return snap.takeError();
             reverse_.reset(std::move(*snap));
@@ -156,6 +160,10 @@ public:
         if (::ioctl(ctl_.get(), OOH_IOC_COLLECT, &req) != 0)
             return Error::fromErrno(errno, "OOH_IOC_COLLECT pid " + std::to_string(pid_));
         consume(req.collect_head);
+        // One read of the mappings serves the whole collect.
+        auto maps = mapsOf(pid_);
+        if (!maps)
+            return maps.takeError();
 
         std::vector<PageRange> found;
         if (req.lost_events != lost_seen_) {
@@ -163,10 +171,7 @@ public:
             OOH_LOG(kLog, Warning) << "pid " << pid_ << ": " << (req.lost_events - lost_seen_)
                                    << " ring loss event(s), reporting every mapping";
             lost_seen_ = req.lost_events;
-            auto whole = wholeAddressSpace(pid_);
-            if (!whole)
-                return whole.takeError();
-            found = std::move(*whole);
+            found = wholeAddressSpace(*maps);
             ++lost_epochs_;
         }
 
@@ -184,7 +189,7 @@ public:
                     found.push_back({va, va + ps, false});
             }
         } else {
-            auto snap = readPagemap(pid_, pagemap_.get(), &mapped_);
+            auto snap = readPagemap(pid_, pagemap_.get(), *maps, &mapped_);
             if (!snap)
                 return snap.takeError();
             auto pages = reverse_.update(pending_, std::move(*snap), ps);
@@ -194,7 +199,7 @@ public:
             // Virtual addresses miss what moved without a write: pages
             // discarded, or written and then mremap()ed elsewhere (logged at
             // the old address; they appear at the new one).
-            auto snap = readPagemap(pid_, pagemap_.get(), &mapped_);
+            auto snap = readPagemap(pid_, pagemap_.get(), *maps, &mapped_);
             if (!snap)
                 return snap.takeError();
             std::vector<uint64_t> none;
@@ -202,9 +207,6 @@ public:
             found.insert(found.end(), pages.begin(), pages.end());
         }
         // The PML log sees writes through the target's page tables only.
-        auto maps = readMaps("/proc/" + std::to_string(pid_) + "/maps");
-        if (!maps)
-            return maps.takeError();
         appendSharedMappings(*maps, found);
         pending_.clear();
         out.insert(out.end(), found.begin(), found.end());
@@ -228,10 +230,10 @@ public:
     {
         if (mapped_)
             return mapped_;
-        auto whole = wholeAddressSpace(pid_);
+        auto maps = mapsOf(pid_);
         uint64_t bytes = 0;
-        if (whole)
-            for (const auto &r : *whole)
+        if (maps)
+            for (const auto &r : wholeAddressSpace(*maps))
                 bytes += r.bytes();
         return bytes;
     }
