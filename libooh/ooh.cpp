@@ -3,10 +3,10 @@
 // SOCK_SEQPACKET protocol. No exception leaves this file.
 #include "ooh/ooh.h"
 
+#include "pidfd.h"
 #include "wire.h"
 
 #include <cerrno>
-#include <cstdio>
 #include <fcntl.h>
 #include <cstdlib>
 #include <cstring>
@@ -126,25 +126,6 @@ int openAccessProof(ooh_client *c, pid_t pid)
                     "), so oohd will not track it for us either");
 }
 
-// The pid of a pidfd's process in our PID namespace (its fdinfo), 0 if it
-// has exited, -1 if fd is no pidfd.
-pid_t pidOfPidfd(int pidfd)
-{
-    std::string path = "/proc/self/fdinfo/" + std::to_string(pidfd);
-    FILE *f = std::fopen(path.c_str(), "re");
-    if (!f)
-        return -1;
-    char line[256];
-    long pid = 0;
-    bool found = false;
-    while (!found && std::fgets(line, sizeof(line), f))
-        found = std::sscanf(line, "Pid: %ld", &pid) == 1;
-    std::fclose(f);
-    if (!found)
-        return -1;
-    return pid > 0 ? static_cast<pid_t>(pid) : 0;  // -1: exited; 0: not in our namespace
-}
-
 void copyString(char *dst, size_t size, const std::string &src)
 {
     size_t n = std::min(size - 1, src.size());
@@ -246,12 +227,13 @@ int ooh_track_pidfd(ooh_client *c, int pidfd, const char *backend, pid_t *tracke
 {
     if (pidfd < 0)
         return fail(c, EBADF, "invalid pidfd");
-    pid_t pid = pidOfPidfd(pidfd);
-    if (pid <= 0)
-        return fail(c, pid == 0 ? ESRCH : EBADF,
-                    pid == 0 ? "the process of the pidfd has exited (or is not in this PID namespace)"
-                             : "not a pidfd (no Pid: in its fdinfo)");
-    int proof = openAccessProof(c, pid);
+    auto pid = ooh::pidOfPidfd(pidfd);
+    if (!pid)
+        return fail(c, pid.error());
+    if (*pid == 0)
+        return fail(c, ESRCH,
+                    "the process of the pidfd has exited (or is not in this PID namespace)");
+    int proof = openAccessProof(c, *pid);
     if (proof < 0)
         return proof;
     Envelope req, reply;

@@ -2,6 +2,8 @@
 // Implementation of oohd/process.h.
 #include "process.h"
 
+#include "pidfd.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -136,23 +138,14 @@ Result<Process> Process::open(pid_t pid)
 
 Result<Process> Process::fromPidfd(UniqueFD pidfd)
 {
-    // fdinfo of a pidfd names its pid in the PID namespace of our /proc.
-    auto fdinfo = readProcFile("/proc/self/fdinfo/" + std::to_string(pidfd.get()));
-    if (!fdinfo)
-        return fdinfo.takeError();
-    std::istringstream in(*fdinfo);
-    std::string line;
-    pid_t pid = 0;
-    bool is_pidfd = false;
-    while (std::getline(in, line)) {
-        if (line.rfind("Pid:", 0) == 0) {
-            pid = std::atoi(line.c_str() + 4);
-            is_pidfd = true;
-        }
+    auto named = pidOfPidfd(pidfd.get());
+    if (!named) {
+        if (named.error().code == EBADF)
+            return makeError(EBADF, "the file descriptor passed is not a pidfd");
+        return openFailure(named.error().code, "read the fdinfo of the pidfd passed");
     }
-    if (!is_pidfd)
-        return makeError(EBADF, "the file descriptor passed is not a pidfd");
-    if (pid <= 0)
+    const pid_t pid = *named;
+    if (pid == 0)
         return makeError(ESRCH, "the process of the pidfd passed has exited or is not visible "
                                 "in oohd's PID namespace");
     Process p;
