@@ -108,17 +108,19 @@ void raiseFdLimit()
     OOH_LOG(kLog, Info) << "RLIMIT_NOFILE raised from " << was << " to " << nofile.rlim_cur;
 }
 
-// A whole number of milliseconds in [0, 1 day]; false otherwise.
-bool parseMs(const char *text, int *out)
+// A whole number in [min, max]; false otherwise.
+bool parseNumber(const char *text, long min, long max, long *out)
 {
     char *end = nullptr;
     errno = 0;
     long v = std::strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < 0 || v > 86400000L)
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
         return false;
-    *out = static_cast<int>(v);
+    *out = v;
     return true;
 }
+
+constexpr long kMaxHandshakeTimeoutMs = 86400000L;  // a day
 
 } // namespace
 
@@ -162,25 +164,27 @@ int main(int argc, char **argv)
         case 'p':
             probe_only = true;
             break;
-        case 'T':
-            if (!parseMs(optarg, &limits.handshake_timeout_ms)) {
-                std::fprintf(stderr, "oohd: --handshake-timeout takes milliseconds (0 to %d), "
+        case 'T': {
+            long ms;
+            if (!parseNumber(optarg, 0, kMaxHandshakeTimeoutMs, &ms)) {
+                std::fprintf(stderr, "oohd: --handshake-timeout takes milliseconds (0 to %ld), "
                                      "not '%s'\n",
-                             86400000, optarg);
+                             kMaxHandshakeTimeoutMs, optarg);
                 return 2;
             }
+            limits.handshake_timeout_ms = static_cast<int>(ms);
             break;
+        }
         case 'U': {
-            char *end = nullptr;
-            errno = 0;
-            unsigned long n = std::strtoul(optarg, &end, 10);
-            if (errno || !end || *end || n == 0 || n > ooh::ServerLimits{}.max_sessions) {
-                std::fprintf(stderr, "oohd: --max-sessions-per-uid takes a number from 1 to %zu, "
+            const long most = static_cast<long>(ooh::ServerLimits{}.max_sessions);
+            long n;
+            if (!parseNumber(optarg, 1, most, &n)) {
+                std::fprintf(stderr, "oohd: --max-sessions-per-uid takes a number from 1 to %ld, "
                                      "not '%s'\n",
-                             ooh::ServerLimits{}.max_sessions, optarg);
+                             most, optarg);
                 return 2;
             }
-            limits.max_sessions_per_uid = n;
+            limits.max_sessions_per_uid = static_cast<size_t>(n);
             break;
         }
         case 'h':
