@@ -27,9 +27,9 @@ namespace ooh {
 namespace {
 
 constexpr const char *kLog = "server";
-// Only a Track request by pidfd carries an fd. Room for one more tells a
-// packet with too many apart (more set MSG_CTRUNC, and the kernel closes
-// the fds that did not fit).
+// Only a Track request carries fds: its pidfd and its access proof. A
+// packet with more sets MSG_CTRUNC (the kernel closes the fds that did not
+// fit), which tells it apart.
 constexpr size_t kFdsSeenPerPacket = 2;
 // The same warning about one client is logged at most this often.
 constexpr uint64_t kWarnEveryNs = 60ull * 1000000000ull;
@@ -360,9 +360,10 @@ void Server::onConnectionReady(int fd, uint32_t events)
         // A bounded number of requests per wake-up keeps one client from
         // starving the others.
         for (int i = 0; i < 64 && !c.closing; ++i) {
-            // One pidfd may come with a Track request (SCM_RIGHTS); a client
-            // may attach any number to anything, and every fd received is
-            // owned by `passed` from here, so unused ones are closed.
+            // A Track request may carry its pidfd and access proof
+            // (SCM_RIGHTS); a client may attach any number to anything, and
+            // every fd received is owned by `passed` from here, so unused
+            // ones are closed.
             union {
                 char buf[CMSG_SPACE(sizeof(int) * kFdsSeenPerPacket)];
                 struct cmsghdr align;
