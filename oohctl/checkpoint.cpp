@@ -17,7 +17,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <getopt.h>
 #include <optional>
@@ -33,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "proc_task.h"
 #include "unique_fd.h"
 
 namespace {
@@ -434,28 +434,12 @@ private:
     // Stopped if any of its threads is: criu stops thread by thread.
     static bool isStopped(pid_t pid)
     {
-        std::string task = "/proc/" + std::to_string(pid) + "/task/";
-        std::vector<std::string> tids = listDir(task);
-        for (const auto &tid : tids) {
-            std::string stat = readFirstLine(task + tid + "/stat");
-            auto rp = stat.rfind(')');
-            if (rp != std::string::npos && rp + 2 < stat.size() &&
-                (stat[rp + 2] == 'T' || stat[rp + 2] == 't'))
+        for (pid_t tid : ooh::listThreads(pid)) {
+            char state = ooh::threadState(pid, tid);
+            if (state == 'T' || state == 't')
                 return true;
         }
         return false;
-    }
-
-    static std::vector<std::string> listDir(const std::string &dir)
-    {
-        std::vector<std::string> names;
-        if (DIR *d = opendir(dir.c_str())) {
-            while (dirent *e = readdir(d))
-                if (e->d_name[0] != '.')
-                    names.push_back(e->d_name);
-            closedir(d);
-        }
-        return names;
     }
 
     // The root and its descendants (through /proc/PID/task/TID/children).
@@ -463,9 +447,9 @@ private:
     {
         std::vector<pid_t> out{root_};
         for (size_t i = 0; i < out.size() && out.size() < 100000; i++) {
-            std::string task = "/proc/" + std::to_string(out[i]) + "/task/";
-            for (const auto &tid : listDir(task)) {
-                std::ifstream in(task + tid + "/children");
+            for (pid_t tid : ooh::listThreads(out[i])) {
+                std::ifstream in("/proc/" + std::to_string(out[i]) + "/task/" +
+                                 std::to_string(tid) + "/children");
                 long child;
                 while (in >> child)
                     out.push_back(pid_t(child));

@@ -3,6 +3,7 @@
 // mistaken for the process that was looked up.
 #pragma once
 
+#include "proc_task.h"
 #include "result.h"
 #include "unique_fd.h"
 
@@ -46,9 +47,5 @@ Result<uint64_t> queryStartTime(pid_t pid);
 // The error for an fd oohd could not get while doing `what`. Running out of
 // fds is oohd's trouble, not the target's: the message says so.
 Error openFailure(int err, const std::string &what);
-// The thread IDs of pid (from /proc/PID/task), in directory order.
-std::vector<pid_t> listThreads(pid_t pid);
-// State letter of /proc/PID/task/TID/stat ('R', 'S', 'D', 'T', ...), or '?'.
-char threadState(pid_t pid, pid_t tid);
 
 } // namespace ooh
