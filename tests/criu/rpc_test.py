@@ -48,9 +48,9 @@ def on_alarm(signum, frame):
 
 def descendants(pid):
     """Every process below pid (/proc/PID/task/TID/children)."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    found, unvisited = [], [pid]
+    while unvisited:
+        p = unvisited.pop()
         try:
             tids = os.listdir("/proc/%d/task" % p)
         except OSError:
@@ -62,7 +62,7 @@ def descendants(pid):
             except OSError:
                 continue
             found += kids
-            todo += kids
+            unvisited += kids
     return found
 
 
