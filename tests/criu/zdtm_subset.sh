@@ -7,7 +7,10 @@
 # ooh_plugin.so and oohd.
 #
 # usage: zdtm_subset.sh CRIU_SOURCE_DIR_FILE CRIU PLUGIN_SO OOHD LIST [TEST...]
-# LIST: one zdtm/static test a line; "skip NAME: reason" lines are reported.
+# LIST: one zdtm/static test a line; "skip NAME: reason" lines are reported;
+# "flaky NAME: reason" runs NAME like any test but gives it up to
+# $flaky_attempts tries, for tests that fail now and then in a plain CRIU dump
+# here too (each retry is printed, so a new pattern shows).
 # Exit 77 (skip) without root or without the pieces.
 set -uo pipefail
 
@@ -30,8 +33,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ $# -gt 0 ]; then
     tests=("$@")
 else
-    mapfile -t tests < <(grep -Ev '^(#|skip |$)' "$list")
+    mapfile -t tests < <(grep -Ev '^(#|skip |$)' "$list" | sed -E 's/^flaky ([^:]+):.*/\1/')
 fi
+declare -A is_flaky
+while IFS= read -r name; do
+    is_flaky[$name]=1
+done < <(grep -E '^flaky ' "$list" | sed -E 's/^flaky ([^:]+):.*/\1/')
+flaky_attempts=3
 
 work=$(mktemp -d /tmp/ooh-zdtm.XXXXXX)
 cleanup() {
@@ -91,26 +99,50 @@ per_test_deadline=${OOH_ZDTM_DEADLINE:-180}
 # if a run is killed).
 short="$work/t"
 mkdir "$short"
-passed=() failed=()
-for t in "${tests[@]}"; do
-    start=$(date +%s)
-    rc=0
+passed=() failed=() failure_lines=()
+# One zdtm run of test $1; 0 if it passed.
+run_one() {
+    local t=$1 rc=0
     timeout -k 10 "$per_test_deadline" unshare --mount --propagation private \
         /bin/sh -c 'mount --bind "$1" "$2" && cd "$2/test" && shift 2 && exec "$@"' sh \
         "$tree" "$short" /usr/bin/python3 zdtm.py run -t "zdtm/static/$t" --pre 2 -f h \
         --criu-bin "$here/zdtm_criu_wrapper.sh" > "$work/$t.log" 2>&1 || rc=$?
-    if [ $rc = 0 ] && grep -q "Test zdtm/static/$t PASS" "$work/$t.log"; then
+    if [ $rc = 124 ] || [ $rc = 137 ]; then
+        echo "TIMEOUT $t: still running after $per_test_deadline s, killed" >> "$work/$t.log"
+    fi
+    [ $rc = 0 ] && grep -q "Test zdtm/static/$t PASS" "$work/$t.log"
+}
+# The lines of a failed run's log that say why.
+why_failed() {
+    grep -E "Error|FAIL|ERR:|TIMEOUT|ooh:" "$1" | grep -Ev 'RLIMIT_NOFILE|^-+ grep Error' | tail -n 8
+}
+for t in "${tests[@]}"; do
+    start=$(date +%s)
+    attempts=1
+    [ -n "${is_flaky[$t]:-}" ] && attempts=$flaky_attempts
+    ok=0
+    for ((a = 1; a <= attempts; a++)); do
+        if run_one "$t"; then ok=1; break; fi
+        if [ $a -lt $attempts ]; then
+            mv "$work/$t.log" "$work/$t.attempt$a.log"
+            echo "RETRY $t: attempt $a of $attempts failed (listed as flaky); $work/$t.attempt$a.log:"
+            why_failed "$work/$t.attempt$a.log" | sed 's/^/    /'
+            KEEP_TMP=1
+        fi
+    done
+    if [ $ok = 1 ]; then
         passed+=("$t")
-        echo "PASS $t ($(( $(date +%s) - start )) s)"
+        echo "PASS $t ($(( $(date +%s) - start )) s$([ $a -gt 1 ] && echo ", attempt $a"))"
     else
         failed+=("$t")
-        [ $rc = 124 ] || [ $rc = 137 ] &&
-            echo "TIMEOUT $t: still running after $per_test_deadline s, killed"
         echo "FAIL $t; last lines of $work/$t.log:"
-        grep -E "Error|FAIL|ooh:" "$work/$t.log" | grep -v RLIMIT_NOFILE | tail -n 8
+        why_failed "$work/$t.log"
+        failure_lines+=("FAIL $t: $(why_failed "$work/$t.log" | tail -n 1)")
         KEEP_TMP=1
     fi
 done
 grep -E '^skip ' "$list" | sed 's/^skip /SKIPPED /'
+# Meson shows only the last lines of a long log: name the failures again here.
+[ ${#failed[@]} -eq 0 ] || printf '%s\n' "${failure_lines[@]}" "logs kept in $work"
 echo "zdtm --pre 2 with ooh: ${#passed[@]} passed, ${#failed[@]} failed"
 [ ${#failed[@]} -eq 0 ]
