@@ -2,7 +2,7 @@
 /*
  * Transport for the emulated PML device: an ivshmem PCI device whose BAR 2 is
  * shared with the qemu-pml TCG plugin on the host (layout in
- * include/uapi/ooh_pml_dev.h). A store to a slot's doorbell is the hypercall.
+ * <ooh/ooh_pml_dev.h>). A store to a slot's doorbell is the hypercall.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -11,9 +11,10 @@
 #include <linux/pci.h>
 #include <linux/smp.h>
 
+#include <ooh/ooh_pml_dev.h>
+#include <ooh/ooh_ring.h>
+
 #include "ooh.h"
-#include "include/uapi/ooh_pml_dev.h"
-#include "include/uapi/ooh_ring.h"
 
 #define IVSHMEM_VENDOR 0x1af4
 #define IVSHMEM_DEVICE 0x1110

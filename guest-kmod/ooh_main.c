@@ -34,8 +34,9 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
+#include <ooh/ooh_ring.h>
+
 #include "ooh.h"
-#include "include/uapi/ooh_ring.h"
 
 #define OOH_DRAIN_INTERVAL_MS 10
 #define OOH_ATTACH_TIMEOUT (2 * HZ)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Transport for Xen Shadow PML, with the hypercall and ring ABI of
- * hypervisor/xen/ooh_spml_abi.h: one ring per vCPU registered with Xen,
+ * include/uapi/ooh/ooh_spml_abi.h: one ring per vCPU registered with Xen,
  * logging switched per vCPU with a tag (the tracker), and a collect that is
  * FLUSH(all), drain every ring, REARM.
  *
@@ -27,9 +27,10 @@
 #include <xen/xen-ops.h>
 #include <asm/xen/hypercall.h>
 
+#include <ooh/ooh_ring.h>
+#include <ooh/ooh_spml_abi.h>
+
 #include "ooh.h"
-#include "include/uapi/ooh_ring.h"
-#include "ooh_spml_abi.h"
 
 /* 2^4 data frames: 4096 entries per vCPU. */
 #define OOH_XEN_DATA_ORDER 4

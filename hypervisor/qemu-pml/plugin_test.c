@@ -7,7 +7,7 @@
  * usage: qemu-pml-plugin-test path/to/libqemu_pml.so
  */
 #include "qemu_plugin_abi.h"
-#include "../../guest-kmod/include/uapi/ooh_pml_dev.h"
+#include <ooh/ooh_pml_dev.h>
 
 #include <dlfcn.h>
 #include <fcntl.h>

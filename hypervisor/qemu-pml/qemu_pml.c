@@ -2,7 +2,7 @@
 /*
  * qemu-pml: a QEMU TCG plugin that plays the hypervisor's part of Page
  * Modification Logging for the OoH guest module, against the shared memory of
- * an ivshmem device (layout: guest-kmod/include/uapi/ooh_pml_dev.h).
+ * an ivshmem device (layout: <ooh/ooh_pml_dev.h>, in include/uapi/).
  *
  * Like VMX PML with EPT dirty bits: while the guest has logging on for a
  * vCPU, the first store to a page after arming appends the page (GPA, and the
@@ -15,7 +15,7 @@
  *        -device ivshmem-plain,memdev=pml
  */
 #include "qemu_plugin_abi.h"
-#include "../../guest-kmod/include/uapi/ooh_pml_dev.h"
+#include <ooh/ooh_pml_dev.h>
 
 #include <errno.h>
 #include <fcntl.h>

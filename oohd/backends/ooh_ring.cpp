@@ -2,7 +2,7 @@
 // Implementation of the "ooh" backend (oohd/backends/ooh_ring.h).
 #include "ooh_ring.h"
 
-#include "../../guest-kmod/include/uapi/ooh_ring.h"
+#include "ooh/ooh_ring.h"
 #include "log.h"
 #include "proc_maps.h"
 #include "spml_reverse_map.h"

@@ -2,7 +2,7 @@
 /*
  * spml_abi_test.c - pins the layout of the guest<->Xen Shadow-PML ABI.
  *
- * hypervisor/xen/ooh_spml_abi.h is shared by the Xen series and the guest
+ * include/uapi/ooh/ooh_spml_abi.h is shared by the Xen series and the guest
  * module; both are built separately, so a field that moves silently breaks
  * the other side. Every offset and size here is part of the ABI (version
  * 1); a change must bump OOH_SPML_VERSION and update this table.
@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "ooh_spml_abi.h"
+#include <ooh/ooh_spml_abi.h>
 
 static int failures;
 

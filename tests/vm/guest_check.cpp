@@ -9,8 +9,8 @@
 #include "process.h"
 #include "soft_dirty.h"
 
-#include "../../guest-kmod/include/uapi/ooh_ring.h"
 #include "ooh/ooh.hpp"
+#include "ooh/ooh_ring.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
