@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // oohctl: command-line client of oohd.
+#include "checkpoint.h"
 #include "config.h"
 #include "ooh/ooh.h"
 #include "ooh/ooh.hpp"
@@ -15,10 +16,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#ifdef OOHCTL_HAVE_CHECKPOINT
-#include "checkpoint.h"
-#endif
 
 namespace {
 
@@ -38,10 +35,8 @@ void usage(FILE *out)
                  "  stats PID [--json]          print tracking statistics of PID\n"
                  "  watch PID [--interval SEC]  show dirty pages per second until Ctrl-C\n"
                  "                              (tracks PID for the duration if needed)\n"
-#ifdef OOHCTL_HAVE_CHECKPOINT
                  "  checkpoint ...              iterative CRIU pre-dump until convergence, then\n"
                  "                              dump (see `oohctl checkpoint --help`)\n"
-#endif
                  "\n"
                  "Options:\n"
                  "  -s, --socket PATH   oohd's socket (default $OOH_SOCKET or %s)\n"
@@ -263,10 +258,8 @@ int main(int argc, char **argv)
     // Subcommands that connect on their own (checkpoint) see --socket too.
     if (socket_path)
         ::setenv(OOH_SOCKET_ENV, socket_path, 1);
-#ifdef OOHCTL_HAVE_CHECKPOINT
     if (cmd == "checkpoint")
         return runCheckpoint(argc - optind, argv + optind);
-#endif
     Args a;
     std::string err;
     if (!parseCommandArgs(argc - optind - 1, argv + optind + 1, &a, &err))

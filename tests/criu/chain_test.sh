@@ -18,7 +18,7 @@ fail() { echo "FAIL: $*"; dump_logs; exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (CRIU dumps and restores processes)"
 for f in "$criu" "$plugin" "$oohd" "$workload"; do
-    [ -n "$f" ] && [ -x "$f" -o -f "$f" ] || skip "missing build output '$f' (criu=disabled or no libooh/oohd?)"
+    [ -n "$f" ] && [ -x "$f" -o -f "$f" ] || skip "missing build output '$f' (patched CRIU not built: see the CRIU part of meson's summary)"
 done
 
 tmp=$(mktemp -d /tmp/ooh-criu-chain.XXXXXX)

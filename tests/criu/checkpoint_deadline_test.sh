@@ -12,10 +12,9 @@
 set -uo pipefail
 
 oohctl=${1:-}
-skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; [ -f "$tmp/err" ] && sed 's/^/    /' "$tmp/err"; exit 1; }
 
-[ -n "$oohctl" ] && [ -x "$oohctl" ] || skip "oohctl was not built with checkpoint"
+[ -n "$oohctl" ] && [ -x "$oohctl" ] || { echo "FAIL: no oohctl at '$oohctl'"; exit 1; }
 
 tmp=$(mktemp -d /tmp/ooh-deadline.XXXXXX)
 target=

@@ -16,7 +16,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (CRIU dumps and restores processes)"
 for f in "$oohctl" "$criu" "$plugin" "$oohd" "$workload"; do
-    [ -n "$f" ] && [ -e "$f" ] || skip "missing build output '$f' (criu=disabled or no libooh/oohd?)"
+    [ -n "$f" ] && [ -e "$f" ] || skip "missing build output '$f' (patched CRIU not built: see the CRIU part of meson's summary)"
 done
 
 tmp=$(mktemp -d /tmp/ooh-checkpoint.XXXXXX)

@@ -542,7 +542,7 @@ def plain(prog, cr, img):
 
 def main():
     if len(sys.argv) != 4 or not all(sys.argv[1:]):
-        skip("missing build outputs (criu=disabled or no libooh/oohd?)")
+        skip("missing build outputs (patched CRIU not built: see the CRIU part of meson's summary)")
     criu, plugin, oohd = sys.argv[1:]
     if os.getuid() != 0:
         skip("needs root (CRIU dumps and restores processes)")

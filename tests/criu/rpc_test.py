@@ -81,7 +81,7 @@ def kill_criu():
 
 def main():
     if len(sys.argv) != 5 or not all(sys.argv[1:]):
-        skip("missing build outputs (criu=disabled or no libooh/oohd?)")
+        skip("missing build outputs (patched CRIU not built: see the CRIU part of meson's summary)")
     srcfile, criu, plugin, oohd = sys.argv[1:]
     if os.getuid() != 0:
         skip("needs root (CRIU dumps processes)")

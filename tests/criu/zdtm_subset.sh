@@ -20,7 +20,7 @@ shift 5 2>/dev/null || true
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root (zdtm dumps and restores processes in namespaces)"
 for f in "$srcfile" "$criu" "$plugin" "$oohd" "$list"; do
-    [ -n "$f" ] && [ -e "$f" ] || skip "missing build output '$f' (criu=disabled or no libooh/oohd?)"
+    [ -n "$f" ] && [ -e "$f" ] || skip "missing build output '$f' (patched CRIU not built: see the CRIU part of meson's summary)"
 done
 tree=$(cat "$srcfile")
 [ -f "$tree/test/zdtm.py" ] || skip "no patched CRIU tree at $tree"
