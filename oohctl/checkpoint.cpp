@@ -1,43 +1,42 @@
 // SPDX-License-Identifier: Apache-2.0
 // `oohctl checkpoint`: runs the patched criu (criu-plugin/) through rounds of
 // `criu pre-dump --ooh`, each one an increment on the previous, until the
-// set of pages written between rounds stops shrinking, falls under a
-// threshold or a round limit is reached; then `criu dump --ooh` freezes the
+// dirty set converges (convergence.h: under a threshold, or stopped
+// shrinking) or the round limit is hit; then `criu dump --ooh` freezes the
 // tree for the final, smallest increment. Prints per round the pages
 // written, the dirty rate and the freeze time (CRIU's --display-stats).
-// Every step (each criu run, the verify command) has a deadline: on expiry
-// the step's process group is killed, the step is named with what it was
-// waiting for, and the target is left running, never stopped or frozen.
+// Every step (each criu run, the verify command) has a deadline
+// (criu_step.h); a killed or failed step leaves the target running, never
+// stopped or frozen (TargetTree).
 #include "checkpoint.h"
 
+#include "convergence.h"
+#include "criu_step.h"
+#include "proc_task.h"
+#include "unique_fd.h"
+
 #include <cerrno>
-#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <getopt.h>
-#include <optional>
-#include <poll.h>
 #include <set>
 #include <string>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
-#include <utility>
 #include <vector>
 
-#include "proc_task.h"
-#include "unique_fd.h"
+namespace ooh {
 
 namespace {
 
-constexpr const char *kCmd = "oohctl checkpoint";
+constexpr const char *kCmd = kCheckpointCmd;
 
 struct Options {
     pid_t pid = 0;
@@ -45,23 +44,13 @@ struct Options {
     std::string criu;
     std::string pluginDir;
     std::string socket;
-    unsigned maxRounds = 8;
-    unsigned long threshold = 256;  // pages
-    unsigned minShrinkPct = 10;
+    ConvergencePolicy policy;  // --max-rounds, --threshold, --min-shrink
     unsigned intervalMs = 0;
     unsigned long stepTimeoutSec = 300;
     bool restore = false;
     bool leaveRunning = false;
     std::string verifyCommand;
     std::vector<std::string> criuArgs;
-};
-
-struct RoundStats {
-    unsigned long pagesWritten = 0;
-    unsigned long pagesSkipped = 0;  // "in parent"
-    unsigned long frozenUs = 0;
-    unsigned long freezingUs = 0;
-    double wallSec = 0;
 };
 
 void usage(FILE *out)
@@ -161,212 +150,6 @@ bool parseUnsigned(const char *s, unsigned long *out)
         return false;
     *out = v;
     return true;
-}
-
-// One step of the chain: a criu run, or the verify command.
-struct Step {
-    std::string name;  // for messages: "pre-dump 2", "dump", "restore", "verify"
-    std::vector<std::string> argv;
-    std::string stdoutPath;  // its stdout goes there
-    std::string logPath;     // what it logs, for the diagnosis
-    std::vector<std::pair<std::string, std::string>> env;
-};
-
-// How a step ended.
-struct StepOutcome {
-    int status = 0;         // exit status or 128 + signal; -errno if it could not run
-    bool expired = false;   // killed at its deadline
-    int interruptedBy = 0;  // killed because oohctl got this signal
-    pid_t pid = 0;
-    std::string wchan;      // where it was blocked when killed
-};
-
-std::string readFirstLine(const std::string &path)
-{
-    std::ifstream in(path);
-    std::string line;
-    std::getline(in, line);
-    return line;
-}
-
-// The last line of path that contains `needle` (any line if empty), read
-// from its last 64 KiB: logs at -v4 get long.
-std::string lastLogLine(const std::string &path, const char *needle = "")
-{
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return {};
-    in.seekg(0, std::ios::end);
-    std::streamoff size = in.tellg();
-    in.seekg(size > 65536 ? size - 65536 : 0);
-    std::string line, last;
-    while (std::getline(in, line))
-        if (line.find_first_not_of(" \t\r") != std::string::npos &&
-            line.find(needle) != std::string::npos)
-            last = line;
-    return last;
-}
-
-// Runs the step in its own process group, so that the step and whatever it
-// started can be killed together. Waits for it, its deadline, or SIGINT,
-// SIGTERM or SIGHUP to oohctl (which kill the step too).
-StepOutcome runStep(const Step &step, unsigned long timeoutSec)
-{
-    StepOutcome out;
-    sigset_t stopSigs, oldMask;
-    sigemptyset(&stopSigs);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-        struct sigaction sa;
-        // One our caller ignores (a background job's SIGINT) stays ignored.
-        if (sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_IGN)
-            sigaddset(&stopSigs, sig);
-    }
-    sigprocmask(SIG_BLOCK, &stopSigs, &oldMask);
-    ooh::UniqueFD sigFd(signalfd(-1, &stopSigs, SFD_CLOEXEC | SFD_NONBLOCK));
-
-    std::fflush(stdout);  // or the child would print our buffered lines again
-    pid_t child = fork();
-    if (child < 0) {
-        out.status = -errno;
-        sigprocmask(SIG_SETMASK, &oldMask, nullptr);
-        return out;
-    }
-    if (child == 0) {
-        sigprocmask(SIG_SETMASK, &oldMask, nullptr);
-        setpgid(0, 0);
-        if (!step.stdoutPath.empty() && !std::freopen(step.stdoutPath.c_str(), "w", stdout)) {
-            std::fprintf(stderr, "%s: can't write %s: %s\n", kCmd, step.stdoutPath.c_str(),
-                         std::strerror(errno));
-            _exit(127);
-        }
-        for (const auto &[k, v] : step.env)
-            setenv(k.c_str(), v.c_str(), 1);
-        std::vector<char *> args;
-        for (const auto &a : step.argv)
-            args.push_back(const_cast<char *>(a.c_str()));
-        args.push_back(nullptr);
-        execvp(args[0], args.data());
-        std::fprintf(stderr, "%s: can't run %s: %s\n", kCmd, args[0], std::strerror(errno));
-        _exit(127);
-    }
-    out.pid = child;
-    setpgid(child, child);  // also here: no window where killpg() misses it
-    ooh::UniqueFD pidFd(static_cast<int>(syscall(SYS_pidfd_open, child, 0)));
-    if (!pidFd.isValid()) {
-        // Without a pidfd (Linux < 5.3) there is no bounded wait: refuse.
-        out.status = -errno;
-        killpg(child, SIGKILL);
-        waitpid(child, nullptr, 0);
-        sigprocmask(SIG_SETMASK, &oldMask, nullptr);
-        return out;
-    }
-
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSec);
-    bool mustKill = false;
-    for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        deadline - std::chrono::steady_clock::now())
-                        .count();
-        if (left <= 0) {
-            out.expired = mustKill = true;
-            break;
-        }
-        pollfd fds[2] = {{pidFd.get(), POLLIN, 0}, {sigFd.get(), POLLIN, 0}};
-        int n = poll(fds, sigFd.isValid() ? 2 : 1, int(std::min<long long>(left, 60000)));
-        if (n < 0 && errno != EINTR) {
-            mustKill = true;  // can't wait any more: the step must not outlive us
-            break;
-        }
-        if (n > 0 && fds[0].revents)
-            break;
-        signalfd_siginfo si;
-        if (n > 0 && fds[1].revents && read(sigFd.get(), &si, sizeof(si)) == sizeof(si)) {
-            out.interruptedBy = int(si.ssi_signo);
-            mustKill = true;
-            break;
-        }
-    }
-    if (mustKill) {
-        std::string wchan = readFirstLine("/proc/" + std::to_string(child) + "/wchan");
-        out.wchan = wchan.empty() || wchan == "0" ? "running" : "blocked in " + wchan;
-        killpg(child, SIGKILL);
-        // A process in uninterruptible sleep dies only when it wakes up: do
-        // not wait for that forever either.
-        pollfd fd = {pidFd.get(), POLLIN, 0};
-        if (poll(&fd, 1, 10000) == 0) {
-            std::fprintf(stderr, "%s: %s: pid %d does not die after SIGKILL (%s); left it\n",
-                         kCmd, step.name.c_str(), int(child), out.wchan.c_str());
-            sigprocmask(SIG_SETMASK, &oldMask, nullptr);
-            out.status = 128 + SIGKILL;
-            return out;
-        }
-    }
-    int status = 0;
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-    }
-    sigprocmask(SIG_SETMASK, &oldMask, nullptr);
-    out.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return out;
-}
-
-// What a hung criu was waiting for, when its last log line says it.
-const char *hintFor(const std::string &line)
-{
-    static const struct {
-        const char *marker;
-        const char *hint;
-    } hints[] = {
-        {"new_sp=", "compel was waiting for the hardware-breakpoint trap that ends its parasite; "
-                    "a machine that does not deliver debug-register traps (many VMs) never sends "
-                    "it: this criu has to be told to do without breakpoints there"},
-        {"ooh:", "criu was in the ooh plugin, waiting for oohd: is oohd alive (see its log)?"},
-        {"`ooh'", "criu was starting the ooh plugin, which waits for oohd: is oohd alive?"},
-        {"freez", "criu was freezing the tree"},
-        {"page-server", "criu was waiting for the page server"},
-    };
-    for (const auto &h : hints)
-        if (line.find(h.marker) != std::string::npos)
-            return h.hint;
-    return nullptr;
-}
-
-// A step that did not succeed: says which step, and for a killed one what
-// it was waiting for. Returns oohctl's exit status.
-int reportFailure(const Step &step, const StepOutcome &out, unsigned long timeoutSec)
-{
-    const char *n = step.name.c_str();
-    if (out.status < 0) {
-        std::fprintf(stderr, "%s: %s: can't run %s: %s\n", kCmd, n, step.argv[0].c_str(),
-                     std::strerror(-out.status));
-        return 1;
-    }
-    if (!out.expired && !out.interruptedBy) {
-        std::string err = lastLogLine(step.logPath, "Error");
-        std::fprintf(stderr, "%s: %s failed: %s exited with status %d; see %s\n", kCmd, n,
-                     step.argv[0].c_str(), out.status, step.logPath.c_str());
-        if (!err.empty())
-            std::fprintf(stderr, "%s: %s: its last error: %s\n", kCmd, n, err.c_str());
-        return 1;
-    }
-    if (out.expired)
-        std::fprintf(stderr, "%s: %s did not finish within %lu s (--step-timeout): killed %s "
-                     "(pid %d, %s)\n",
-                     kCmd, n, timeoutSec, step.argv[0].c_str(), int(out.pid), out.wchan.c_str());
-    else
-        std::fprintf(stderr, "%s: %s interrupted by %s: killed %s (pid %d, %s)\n", kCmd, n,
-                     strsignal(out.interruptedBy), step.argv[0].c_str(), int(out.pid),
-                     out.wchan.c_str());
-    std::string last = lastLogLine(step.logPath);
-    if (last.empty()) {
-        std::fprintf(stderr, "%s: %s: nothing in %s to say what it was waiting for\n", kCmd, n,
-                     step.logPath.c_str());
-    } else {
-        std::fprintf(stderr, "%s: %s: the last line in %s:\n    %s\n", kCmd, n,
-                     step.logPath.c_str(), last.c_str());
-        if (const char *hint = hintFor(last))
-            std::fprintf(stderr, "%s: %s: %s\n", kCmd, n, hint);
-    }
-    return out.interruptedBy ? 128 + out.interruptedBy : 1;
 }
 
 // The tree being checkpointed, as far as a killed criu can have left it
@@ -487,33 +270,6 @@ private:
     bool frozenBefore_ = false;
 };
 
-// CRIU's --display-stats lines (printed on its stdout).
-std::optional<RoundStats> readStats(const std::string &log)
-{
-    std::ifstream in(log);
-    if (!in)
-        return std::nullopt;
-    RoundStats st;
-    bool found = false;
-    std::string line;
-    auto field = [&](const char *key, unsigned long *out) {
-        auto pos = line.find(key);
-        if (pos == std::string::npos)
-            return;
-        *out = std::strtoul(line.c_str() + pos + std::strlen(key), nullptr, 10);
-        found = true;
-    };
-    while (std::getline(in, line)) {
-        field("Freezing time: ", &st.freezingUs);
-        field("Frozen time: ", &st.frozenUs);
-        field("Memory pages skipped from parent: ", &st.pagesSkipped);
-        field("Memory pages written: ", &st.pagesWritten);
-    }
-    if (!found)
-        return std::nullopt;
-    return st;
-}
-
 // criu at -v4: when a step hangs, its last log line says where.
 std::vector<std::string> criuCommand(const Options &o, const char *action, const std::string &dir)
 {
@@ -554,7 +310,7 @@ int runRound(const Options &o, TargetTree &tree, const char *action, const std::
         tree.release(name.c_str());
         return rc;
     }
-    auto st = readStats(step.stdoutPath);
+    auto st = readCriuStats(step.stdoutPath);
     if (!st) {
         std::fprintf(stderr, "%s: %s: no statistics in %s\n", kCmd, name.c_str(),
                      step.stdoutPath.c_str());
@@ -677,21 +433,21 @@ int parseArgs(int argc, char **argv, Options *o)
                 std::fprintf(stderr, "%s: --max-rounds wants 1..1000\n", kCmd);
                 return 2;
             }
-            o->maxRounds = unsigned(v);
+            o->policy.maxRounds = unsigned(v);
             break;
         case kThreshold:
             if (!parseUnsigned(optarg, &v)) {
                 std::fprintf(stderr, "%s: bad --threshold '%s'\n", kCmd, optarg);
                 return 2;
             }
-            o->threshold = v;
+            o->policy.thresholdPages = v;
             break;
         case kMinShrink:
             if (!parseUnsigned(optarg, &v) || v > 100) {
                 std::fprintf(stderr, "%s: --min-shrink wants 0..100\n", kCmd);
                 return 2;
             }
-            o->minShrinkPct = unsigned(v);
+            o->policy.minShrinkPct = unsigned(v);
             break;
         case kInterval:
             if (!parseUnsigned(optarg, &v)) {
@@ -773,10 +529,10 @@ int runCheckpoint(int argc, char **argv)
 
     std::printf("checkpointing pid %d into %s with %s\n", int(o.pid), o.dir.c_str(), o.criu.c_str());
     std::string parent;
-    unsigned long prevPages = 0;
+    std::vector<uint64_t> written;  // pages per pre-dump
     auto prevStart = std::chrono::steady_clock::now();
-    unsigned round = 0;
-    for (round = 1; round <= o.maxRounds; round++) {
+    // Ends: decideConvergence() says RoundLimit at o.policy.maxRounds at the latest.
+    for (unsigned round = 1;; round++) {
         auto start = std::chrono::steady_clock::now();
         std::string name = std::to_string(round);
         RoundStats st;
@@ -792,16 +548,10 @@ int runCheckpoint(int argc, char **argv)
         prevStart = start;
         parent = "../" + name;
 
-        const char *why = nullptr;
-        if (round > 1 && st.pagesWritten <= o.threshold)
-            why = "under the threshold";
-        else if (round > 1 && st.pagesWritten * 100 > prevPages * (100 - o.minShrinkPct))
-            why = "the dirty set stopped shrinking";
-        else if (round == o.maxRounds)
-            why = "round limit";
-        prevPages = st.pagesWritten;
-        if (why) {
-            std::printf("converged after %u pre-dumps (%s)\n", round, why);
+        written.push_back(st.pagesWritten);
+        ConvergenceDecision d = decideConvergence(written, o.policy);
+        if (d.verdict != ConvergenceVerdict::Continue) {
+            std::printf("%s\n", convergenceMessage(d, o.policy).c_str());
             break;
         }
         if (o.intervalMs)
@@ -817,3 +567,5 @@ int runCheckpoint(int argc, char **argv)
         return restoreAndVerify(o, original);
     return 0;
 }
+
+} // namespace ooh

@@ -259,7 +259,7 @@ int main(int argc, char **argv)
     if (socket_path)
         ::setenv(OOH_SOCKET_ENV, socket_path, 1);
     if (cmd == "checkpoint")
-        return runCheckpoint(argc - optind, argv + optind);
+        return ooh::runCheckpoint(argc - optind, argv + optind);
     Args a;
     std::string err;
     if (!parseCommandArgs(argc - optind - 1, argv + optind + 1, &a, &err))

@@ -5,7 +5,8 @@
 # stops the target, starts a helper, logs compel's last line
 # (`pie: PID: new_sp=... ip ...`) and sleeps. oohctl must kill the step and
 # its helper at the deadline, name the step and that line, and leave the
-# target running; a failing step and a SIGTERM to oohctl are named too.
+# target running; a failing step and a SIGTERM to oohctl are named too,
+# and so is how the pre-dumps ended (converged, or the round limit).
 # Needs neither root nor CRIU.
 #
 # usage: checkpoint_deadline_test.sh OOHCTL
@@ -108,6 +109,8 @@ sed 's/^/    /' "$tmp/err"
 FAKE_HANG=dump checkpoint --max-rounds 1
 [ "$rc" = 1 ] || fail "hung dump: exit status $rc, expected 1"
 grep -q "^pre 1 " "$tmp/out" || fail "hung dump: the pre-dump before it was not reported"
+grep -q "^round limit hit after 1 pre-dump (--max-rounds 1)" "$tmp/out" ||
+    fail "hung dump: the round limit was not named"
 grep -q "dump did not finish within 2 s" "$tmp/err" || fail "hung dump: step not named"
 check_left_running "hung dump"
 echo "hung dump: killed, named, target left running"
@@ -133,5 +136,20 @@ rc=$?
 grep -q "pre-dump 1 interrupted by" "$tmp/err" || fail "SIGTERM: step not named"
 check_left_running "SIGTERM"
 echo "SIGTERM during pre-dump 1: step killed, target left running"
+
+# 5. How the pre-dumps ended: "converged" only when they did. The fake
+# criu writes 100 pages every round.
+checkpoint --max-rounds 4
+[ "$rc" = 0 ] || fail "converging run: exit status $rc, expected 0"
+grep -q "^converged after 2 pre-dumps (round 2 wrote 100 pages, at most the threshold of 256)" \
+    "$tmp/out" || fail "converging run: convergence not reported"
+grep -q "^final dump: " "$tmp/out" || fail "converging run: no final dump"
+checkpoint --max-rounds 3 --threshold 10 --min-shrink 0
+[ "$rc" = 0 ] || fail "round-limit run: exit status $rc, expected 0"
+grep -q "^round limit hit after 3 pre-dumps (--max-rounds 3)" "$tmp/out" ||
+    fail "round-limit run: the round limit was not named"
+grep -q "converged" "$tmp/out" && fail "round-limit run: said converged: $(grep converged "$tmp/out")"
+grep -q "^final dump: " "$tmp/out" || fail "round-limit run: no final dump"
+echo "end of pre-dumps: converged named as such, the round limit as the round limit"
 
 echo "PASS: hung and failed steps are killed and named, the target keeps running"

@@ -1,10 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # `oohctl checkpoint --restore` on the chain workload: pre-dumps until the
-# dirty set converges, dumps, restores; the restored workload then verifies
-# every page it wrote, asked by oohctl's --verify-command. Every step has a
-# deadline far below Meson's: a hung criu fails the test with oohctl's
-# diagnosis instead of a Meson timeout.
+# dirty set converges (or the round limit), dumps, restores; the restored
+# workload then verifies every page it wrote, asked by oohctl's
+# --verify-command. Every step has a deadline far below Meson's: a hung
+# criu fails the test with oohctl's diagnosis instead of a Meson timeout.
 #
 # usage: checkpoint_test.sh OOHCTL CRIU PLUGIN_SO OOHD WORKLOAD
 # Exit 77 (skip) without root or without the pieces.
@@ -61,8 +61,10 @@ cat "$tmp/out" "$tmp/err"
 [ "$rc" = 0 ] || fail "oohctl checkpoint failed (status $rc): $(grep -m1 'oohctl checkpoint: ' "$tmp/err")"
 grep -q "^pre 1 " "$tmp/out" && grep -q "^dump " "$tmp/out" && grep -q "^restored pid $wpid" "$tmp/out" ||
     fail "oohctl checkpoint did not report its rounds, dump and restore"
+grep -Eq "^(converged|round limit hit) after [0-9]+ pre-dumps? \(" "$tmp/out" ||
+    fail "oohctl checkpoint did not say how the pre-dumps ended"
 [ -f "$tmp/img/dump/inventory.img" ] || fail "no final dump images"
 grep -Eq "^restore verified: [0-9]+ pages match$" "$tmp/out" ||
     fail "oohctl checkpoint did not report a verified restore"
 wpid=
-echo "PASS: oohctl checkpoint converged, dumped, restored and verified every page"
+echo "PASS: oohctl checkpoint pre-dumped, dumped, restored and verified every page"

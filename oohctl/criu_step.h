@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+// The steps of `oohctl checkpoint` (each criu run, the verify command): run
+// in their own process group under a deadline, and what criu printed
+// (--display-stats) and logged read back to report rounds and failures.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <utility>
+#include <vector>
+
+namespace ooh {
+
+// Prefix of every message oohctl checkpoint prints on stderr.
+inline constexpr const char *kCheckpointCmd = "oohctl checkpoint";
+
+// One step of the chain: a criu run, or the verify command.
+struct Step {
+    std::string name;  // for messages: "pre-dump 2", "dump", "restore", "verify"
+    std::vector<std::string> argv;
+    std::string stdoutPath;  // its stdout goes there
+    std::string logPath;     // what it logs, for the diagnosis
+    std::vector<std::pair<std::string, std::string>> env;
+};
+
+// How a step ended.
+struct StepOutcome {
+    int status = 0;         // exit status or 128 + signal; -errno if it could not run
+    bool expired = false;   // killed at its deadline
+    int interruptedBy = 0;  // killed because oohctl got this signal
+    pid_t pid = 0;
+    std::string wchan;      // where it was blocked when killed
+};
+
+// What a criu pre-dump or dump says with --display-stats; wallSec is
+// oohctl's own measure of the run.
+struct RoundStats {
+    unsigned long pagesWritten = 0;
+    unsigned long pagesSkipped = 0;  // "in parent"
+    unsigned long frozenUs = 0;
+    unsigned long freezingUs = 0;
+    double wallSec = 0;
+};
+
+// Runs the step in its own process group, so that the step and whatever it
+// started can be killed together. Waits for it, its deadline, or SIGINT,
+// SIGTERM or SIGHUP to oohctl (which kill the step too).
+StepOutcome runStep(const Step &step, unsigned long timeoutSec);
+
+// A step that did not succeed: says which step, and for a killed one what
+// it was waiting for (with a hint when criu's last log line tells).
+// Returns oohctl's exit status.
+int reportFailure(const Step &step, const StepOutcome &out, unsigned long timeoutSec);
+
+// CRIU's --display-stats lines (printed on its stdout); nullopt without any.
+std::optional<RoundStats> readCriuStats(const std::string &path);
+
+// The first line of path, empty if it cannot be read.
+std::string readFirstLine(const std::string &path);
+
+// The last line of path that contains `needle` (any line if empty), read
+// from its last 64 KiB: logs at -v4 get long.
+std::string lastLogLine(const std::string &path, const char *needle = "");
+
+} // namespace ooh
