@@ -40,6 +40,7 @@
 #include "log.h"
 #include "pagemap_scan.h"
 #include "proc_maps.h"
+#include "uffd_wp_scan.h"
 
 #include <chrono>
 #include <set>
@@ -64,56 +65,11 @@ bool isKernelOwned(const MapEntry &m)
                         m.path == "[vsyscall]" || m.path == "[vdso]");
 }
 
-Result<void> uffdApi(int uffd, uint64_t features)
-{
-    struct uffdio_api api = {};
-    api.api = UFFD_API;
-    api.features = features;
-    if (::ioctl(uffd, UFFDIO_API, &api) < 0)
-        return Error::fromErrno(errno, "UFFDIO_API");
-    return {};
-}
-
-int uffdRegister(int uffd, uint64_t start, uint64_t end)
-{
-    struct uffdio_register reg = {};
-    reg.range.start = start;
-    reg.range.len = end - start;
-    reg.mode = UFFDIO_REGISTER_MODE_WP;
-    return ::ioctl(uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
-}
-
 std::string hex(uint64_t v)
 {
     char buf[24];
     std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
     return buf;
-}
-
-PagemapScanQuery writtenQuery(uint64_t start, uint64_t end)
-{
-    // Written, anonymous (not FILE), and present or swapped. Not the
-    // kernel's fast path (category_mask = return_mask = PAGE_IS_WRITTEN
-    // alone): it reads every unpopulated PTE of a uffd-wp VMA as written
-    // and re-arms it with a marker; kernels with the 2026 pagemap fixes
-    // (6.18 here) do the same for holes without a page table, so arming a
-    // 64 MiB PROT_NONE reservation filled it with 16384 markers. Requiring
-    // PRESENT or SWAPPED leaves holes alone and misses no write: a first
-    // write to a hole maps a page without the uffd-wp bit (written), and a
-    // page dropped without a write (MADV_DONTNEED) arrives as
-    // UFFD_EVENT_REMOVE. File pages of private mappings are the file's
-    // contents until a write copies them (then they are anonymous).
-    // No PM_SCAN_CHECK_WPASYNC: over a range mixing registered and other
-    // VMAs it re-protects and then fails, losing the writes it had seen.
-    PagemapScanQuery q;
-    q.start = start;
-    q.end = end;
-    q.flags = PM_SCAN_WP_MATCHING;
-    q.category_inverted = PAGE_IS_FILE;
-    q.category_mask = PAGE_IS_WRITTEN | PAGE_IS_FILE;
-    q.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-    q.return_mask = PAGE_IS_WRITTEN;
-    return q;
 }
 
 class UffdWpTracker final : public Tracker {
@@ -142,6 +98,7 @@ private:
     UniqueFD maps_;
     bool remove_events_;
     PagemapScanner scanner_;
+    FileBackedRanges file_backed_;         // where file pages can be
     std::vector<PageRange> removed_now_;   // discarded since the last collect
     std::vector<PageRange> removed_prev_;  // discarded before it (reported again)
     uint64_t tracked_bytes_ = 0;
@@ -160,13 +117,15 @@ Result<void> UffdWpTracker::adoptVma(const MapEntry &vma, std::vector<PageRange>
             report->push_back({vma.start, vma.end, true});
         return {};
     }
-    int err = uffdRegister(uffd_.get(), vma.start, vma.end);
+    int err = uffdRegisterWp(uffd_.get(), vma.start, vma.end);
     if (err == 0) {
         // Arm: protect whatever is present now. What this scan returns was
         // written before the range was tracked and is covered by the
         // wholesale report below, so it is dropped.
+        const bool file_backed = vma.inode != 0;
         std::vector<PageRange> ignored;
-        OOH_TRY(scanner_.scanInto(pagemap_.get(), writtenQuery(vma.start, vma.end), ignored));
+        OOH_TRY(collectWritten(scanner_, pagemap_.get(), vma.start, vma.end, file_backed, ignored));
+        file_backed_.set(vma.start, vma.end, file_backed);
         tracked_bytes_ += vma.end - vma.start;
         if (report)
             report->push_back({vma.start, vma.end, true});
@@ -199,14 +158,8 @@ Result<void> UffdWpTracker::adoptVma(const MapEntry &vma, std::vector<PageRange>
 Result<void> UffdWpTracker::adoptUncovered(std::vector<PageRange> *report)
 {
     // Ranges of VMAs that are not write-protect-tracked by our uffd.
-    PagemapScanQuery q;
-    q.start = 0;
-    q.end = userAddressLimit();
-    q.category_inverted = PAGE_IS_WPALLOWED;
-    q.category_mask = PAGE_IS_WPALLOWED;
-    q.return_mask = PAGE_IS_WPALLOWED;
     std::vector<PageRange> uncovered;
-    OOH_TRY(scanner_.scanInto(pagemap_.get(), q, uncovered));
+    OOH_TRY(findUntracked(scanner_, pagemap_.get(), 0, userAddressLimit(), uncovered));
     for (const auto &r : uncovered) {
         auto vmas = vmasIn(maps_.get(), r.start, r.end);
         if (!vmas) {
@@ -245,7 +198,8 @@ Result<void> UffdWpTracker::collect(std::vector<PageRange> &out)
 {
     OOH_TRY(handleEvents());
     // 1. Pages written in tracked mappings; re-armed in the same step.
-    OOH_TRY(scanner_.scanInto(pagemap_.get(), writtenQuery(0, userAddressLimit()), out));
+    for (const auto &run : file_backed_.runs(0, userAddressLimit()))
+        OOH_TRY(collectWritten(scanner_, pagemap_.get(), run.start, run.end, run.file_backed, out));
     // 2. Mappings that appeared since: reported wholly, then tracked.
     OOH_TRY(adoptUncovered(&out));
     // 3. Discarded pages.
@@ -304,15 +258,15 @@ BackendProbe UffdWpBackend::probe()
     }
     auto base = reinterpret_cast<uint64_t>(mem);
     std::string failure;
-    if (!uffdApi(self_uffd.get(), kRequiredFeatures))
+    if (!uffdEnable(self_uffd.get(), kRequiredFeatures))
         failure = "UFFDIO_API with WP_ASYNC failed";
-    else if (int err = uffdRegister(self_uffd.get(), base, base + 4 * page); err < 0)
+    else if (int err = uffdRegisterWp(self_uffd.get(), base, base + 4 * page); err < 0)
         failure = std::string("UFFDIO_REGISTER (WP) failed: ") + std::strerror(-err);
     else {
         static_cast<volatile char *>(mem)[0] = 1;  // written before arming
         PagemapScanner scanner(16);
         std::vector<PageRange> found;
-        auto armed = scanner.scanInto(pagemap.get(), writtenQuery(base, base + 4 * page), found);
+        auto armed = collectWritten(scanner, pagemap.get(), base, base + 4 * page, false, found);
         if (!armed) {
             failure = armed.error().code == ENOTTY
                           ? "kernel " + kernelRelease() + " lacks PAGEMAP_SCAN (Linux >= 6.7)"
@@ -320,7 +274,7 @@ BackendProbe UffdWpBackend::probe()
         } else {
             static_cast<volatile char *>(mem)[2 * page] = 1;
             found.clear();
-            auto r = scanner.scanInto(pagemap.get(), writtenQuery(base, base + 4 * page), found);
+            auto r = collectWritten(scanner, pagemap.get(), base, base + 4 * page, false, found);
             std::vector<PageRange> want{{base + 2 * page, base + 3 * page, false}};
             if (!r)
                 failure = r.error().message;
@@ -380,7 +334,7 @@ Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Process &target)
     OOH_LOG(kLog, Info) << "pid " << pid << ": userfaultfd injected, target stopped for "
                         << stopped_us << " us";
 
-    OOH_TRY(uffdApi(uffd.get(), features_));
+    OOH_TRY(uffdEnable(uffd.get(), features_));
     UniqueFD pagemap(::open(target.procPath("pagemap").c_str(), O_RDONLY | O_CLOEXEC));
     if (!pagemap.isValid())
         return openFailure(errno, "open " + target.procPath("pagemap"));

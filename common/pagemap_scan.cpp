@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Implementation of oohd/pagemap_scan.h.
+// Implementation of pagemap_scan.h.
 #include "pagemap_scan.h"
 
 #include "compat/linux_mm.h"
