@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // ooh-bench-collect: the cost of one collect, side by side in one run:
 //   (a) oohd: Collect through the socket (libooh), target in another process
-//   (b) floor: the same PAGEMAP_SCAN get-and-protect, in process
+//   (b) scan: oohd's own get-and-protect scan of the target's region, run
+//       from another process without the socket (oohd's overhead is a/b)
 //   (c) soft-dirty's cost: reading /proc/PID/pagemap for the whole range
 // for address spaces of 64 MiB .. 4 GiB and 0.1 % .. 100 % dirty pages, and
 // the slowdown of a write-heavy loop in a tracked process. Prints a table
 // and writes CSV. Targets: (a) <= 1.5 x (b); (a) >= 10 x faster than (c) at
 // <= 1 % dirty.
-#include "compat/linux_mm.h"
 #include "ooh/ooh.hpp"
+#include "pagemap_scan.h"
+#include "uffd_wp_scan.h"
+#include "unique_fd.h"
 
 #include <algorithm>
 #include <chrono>
@@ -143,61 +146,37 @@ struct Target {
     }
 };
 
-// (b): an in-process uffd-wp region and PAGEMAP_SCAN get-and-protect.
-struct Floor {
-    uint8_t *mem = nullptr;
-    size_t bytes = 0;
-    int uffd = -1, pagemap = -1;
-    std::vector<page_region> vec = std::vector<page_region>(4096);
+// (b): oohd's own scan (collectWritten, common/uffd_wp_scan.h) of the same
+// target's region, run by this process on /proc/PID/pagemap: what a collect
+// costs without the socket, the daemon and the rest of the address space.
+// It uses the write protection oohd registered; each measurement consumes
+// its own freshly dirtied pages.
+struct DirectScan {
+    ooh::UniqueFD pagemap;
+    ooh::PagemapScanner scanner;
+    uint64_t base = 0, bytes = 0;
 
-    explicit Floor(size_t b) : bytes(b)
+    DirectScan(pid_t pid, uint64_t b, uint64_t n)
+        : pagemap(open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(),
+                       O_RDONLY | O_CLOEXEC)),
+          base(b), bytes(n)
     {
-        mem = static_cast<uint8_t *>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
-        madvise(mem, bytes, MADV_NOHUGEPAGE);
-        for (size_t o = 0; o < bytes; o += kPage)
-            mem[o] = 1;
-        uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY));
-        struct uffdio_api api = {UFFD_API, UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED, 0};
-        struct uffdio_register reg = {};
-        reg.range.start = reinterpret_cast<uint64_t>(mem);
-        reg.range.len = bytes;
-        reg.mode = UFFDIO_REGISTER_MODE_WP;
-        pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-        if (mem == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0 ||
-            ioctl(uffd, UFFDIO_REGISTER, &reg) < 0 || pagemap < 0) {
-            std::fprintf(stderr, "floor setup failed: %s\n", std::strerror(errno));
+        if (!pagemap.isValid()) {
+            std::fprintf(stderr, "open pagemap of %d: %s\n", pid, std::strerror(errno));
             std::exit(1);
         }
-        scan();  // arm
-    }
-    ~Floor()
-    {
-        munmap(mem, bytes);
-        close(uffd);
-        close(pagemap);
     }
     uint64_t scan()
     {
-        uint64_t pages = 0, start = reinterpret_cast<uint64_t>(mem), end = start + bytes;
-        while (start < end) {
-            struct pm_scan_arg arg = {};
-            arg.size = sizeof(arg);
-            arg.flags = PM_SCAN_WP_MATCHING;
-            arg.start = start;
-            arg.end = end;
-            arg.vec = reinterpret_cast<uint64_t>(vec.data());
-            arg.vec_len = vec.size();
-            arg.category_mask = arg.return_mask = PAGE_IS_WRITTEN;
-            long n = ioctl(pagemap, PAGEMAP_SCAN, &arg);
-            if (n < 0) {
-                std::perror("PAGEMAP_SCAN");
-                std::exit(1);
-            }
-            for (long i = 0; i < n; ++i)
-                pages += (vec[i].end - vec[i].start) / kPage;
-            start = arg.walk_end;
+        std::vector<ooh::PageRange> out;
+        auto r = ooh::collectWritten(scanner, pagemap.get(), base, base + bytes, false, out);
+        if (!r) {
+            std::fprintf(stderr, "direct scan: %s\n", r.error().message.c_str());
+            std::exit(1);
         }
+        uint64_t pages = 0;
+        for (const auto &range : out)
+            pages += (range.end - range.start) / kPage;
         return pages;
     }
 };
@@ -276,14 +255,15 @@ int main(int argc, char **argv)
     }
 
     FILE *csv = std::fopen(csv_path.c_str(), "w");
-    std::fprintf(csv, "size_mib,dirty_pct,dirty_pages,oohd_ms,oohd_inside_ms,floor_ms,pagemap_ms,oohd_over_floor,"
+    std::fprintf(csv, "size_mib,dirty_pct,dirty_pages,oohd_ms,oohd_inside_ms,scan_ms,pagemap_ms,oohd_over_scan,"
                       "pagemap_over_oohd\n");
     std::printf("collect latency, median of %d (ms); oohd = Collect over the socket (inside = "
-                "the part spent in oohd's collect), floor = PAGEMAP_SCAN in process, pagemap = "
+                "the part spent in oohd's collect), scan = oohd's scan of the region from "
+                "another process, no socket, pagemap = "
                 "/proc/PID/pagemap read\n",
                 reps);
     std::printf("%9s %8s %10s | %9s %9s %9s %10s | %10s %12s\n", "size", "dirty", "pages",
-                "oohd", "(inside)", "floor", "pagemap", "oohd/floor", "pagemap/oohd");
+                "oohd", "(inside)", "scan", "pagemap", "oohd/scan", "pagemap/oohd");
     const double fractions[] = {0.001, 0.01, 0.1, 1.0};
     bool targets_met = true;
     for (size_t mib = 64; mib <= max_mib; mib *= 4) {
@@ -293,7 +273,7 @@ int main(int argc, char **argv)
             std::fprintf(stderr, "track: %s\n", client.error().c_str());
             return 1;
         }
-        Floor floor(bytes);
+        DirectScan direct(target.pid, target.base, bytes);
         std::vector<ooh_range> ranges;
         client.collect(target.pid, ranges);  // start from a clean epoch
         for (double f : fractions) {
@@ -314,12 +294,12 @@ int main(int argc, char **argv)
                 if (info.total_pages < count)
                     std::fprintf(stderr, "UNDER-REPORT: %llu < %zu\n",
                                  (unsigned long long)info.total_pages, count);
-                dirtyPages(floor.mem, pages, count, 1000 + r);
+                target.command('d', count, 2000 + r);
                 t0 = Clock::now();
-                uint64_t got = floor.scan();
+                uint64_t got = direct.scan();
                 b.push_back(msSince(t0));
                 if (got < count)
-                    std::fprintf(stderr, "floor under-report: %llu < %zu\n",
+                    std::fprintf(stderr, "direct scan under-report: %llu < %zu\n",
                                  (unsigned long long)got, count);
                 c.push_back(readPagemap(target.pid, target.base, bytes));
             }
@@ -359,7 +339,7 @@ int main(int argc, char **argv)
                 untracked, tracked, tracked / untracked, (tracked - untracked) * 1e6 / (5.0 * pages));
     std::fprintf(csv, "# write loop untracked_ms=%.2f tracked_ms=%.2f\n", untracked, tracked);
     std::fclose(csv);
-    std::printf("\ntargets (oohd <= 1.5 x floor; oohd >= 10 x faster than pagemap at <= 1%%): %s\n"
+    std::printf("\ntargets (oohd <= 1.5 x scan; oohd >= 10 x faster than pagemap at <= 1%%): %s\n"
                 "CSV written to %s\n",
                 targets_met ? "met" : "NOT met in the rows marked", csv_path.c_str());
     kill(daemon, SIGTERM);
