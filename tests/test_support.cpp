@@ -127,21 +127,14 @@ int ChildProcess::wait()
 
 bool runWriterRound(ChildProcess &writer, uint64_t seed, GroundTruth *truth)
 {
-    truth->written.clear();
-    truth->discarded.clear();
+    *truth = GroundTruth();
     if (!writer.send("round " + std::to_string(seed)))
         return false;
     std::string line;
     while (writer.readLine(&line)) {
-        unsigned long long s, e;
-        if (std::sscanf(line.c_str(), "w %llx %llx", &s, &e) == 2)
-            truth->written.push_back({s, e, false});
-        else if (std::sscanf(line.c_str(), "d %llx %llx", &s, &e) == 2)
-            truth->discarded.push_back({s, e, false});
-        else if (line.rfind("end ", 0) == 0)
-            return true;
-        else
-            return false;
+        WriterLine kind = parseWriterLine(line.c_str(), truth);
+        if (kind != WriterLine::Record)
+            return kind == WriterLine::End;
     }
     return false;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "page_range.h"
+#include "writer_truth.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -46,12 +47,6 @@ private:
     int in_ = -1;
     FILE *out_ = nullptr;
     bool own_ = true;  // we spawned it, so we reap it
-};
-
-// What ooh-dirty-writer reported for one round.
-struct GroundTruth {
-    std::vector<PageRange> written;
-    std::vector<PageRange> discarded;
 };
 
 // Sends "round SEED" and parses the answer.

@@ -5,10 +5,17 @@
 // threads and from the kernel (read() into its memory, pwrite() into a memfd
 // it also maps shared: a write no PTE of its own sees), and prints exactly
 // which pages it wrote or discarded. A tracker must report all of them.
+// It also prints what a tracker may report whole without tracking it
+// exactly: the mappings it created, moved or grew in the round (brk growth
+// included) and its shared mappings. It never creates a mapping it does not
+// print: thread stacks come from a pool mapped at start, and malloc neither
+// maps chunks nor creates arenas (only its brk growth is counted).
 //
 // Protocol (one command per line on stdin, answers on stdout):
 //   round SEED    one round of work; answers "w START END" per written
-//                 range, "d START END" per discarded range, then "end N"
+//                 range, "d START END" per discarded range, "c START END"
+//                 per mapping created, moved or grown (since the previous
+//                 answer), "s START END" per shared mapping, then "end N"
 //   fork          forks a child that serves the same protocol on the FIFOs
 //                 DIR/PID.in and DIR/PID.out (DIR from --fifo-dir); the
 //                 parent answers "child PID"; the child's memory is its own
@@ -22,17 +29,23 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <map>
+#include <pthread.h>
 #include <random>
 #include <string>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <thread>
 #include <unistd.h>
 #include <vector>
 
 namespace {
 
 const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+// Threads of one round at most, and the stack each gets from the pool.
+constexpr int kMaxThreads = 4;
+constexpr size_t kThreadStack = 256 * 1024;
+
+uintptr_t pageDown(uintptr_t a) { return a & ~(kPage - 1); }
+uintptr_t pageUp(uintptr_t a) { return pageDown(a + kPage - 1); }
 
 struct Region {
     uint8_t *base;
@@ -54,6 +67,15 @@ struct Writer {
     // resolved to addresses at the end of the round (regions may move).
     std::vector<std::pair<uint8_t *, size_t>> written;  // base-relative
     std::vector<std::pair<uintptr_t, uintptr_t>> discarded;
+    // Mappings created, moved or grown since the previous answer.
+    std::vector<std::pair<uintptr_t, uintptr_t>> created;
+    // The program break at the previous answer (page-aligned up): the heap
+    // above it is new, whether sbrk() below or malloc grew it.
+    uintptr_t brk_mark = 0;
+    // Stacks for the threads of a round, mapped once before any tracking:
+    // glibc would map (or reuse from its cache) 8 MiB stacks, mappings
+    // this program could not account for.
+    uint8_t *stacks = nullptr;
 
     void fail(const char *what)
     {
@@ -68,7 +90,53 @@ struct Writer {
         if (p == MAP_FAILED)
             fail("mmap");
         regions.push_back({static_cast<uint8_t *>(p), pages, false, shared});
+        noteCreated(p, pages);
         return regions.back();
+    }
+
+    void noteCreated(void *base, size_t pages)
+    {
+        auto a = reinterpret_cast<uintptr_t>(base);
+        created.push_back({a, a + pages * kPage});
+    }
+
+    void markBrk() { brk_mark = pageUp(reinterpret_cast<uintptr_t>(sbrk(0))); }
+
+    struct ThreadPlan {
+        Writer *writer;
+        std::vector<std::pair<Region *, size_t>> *pages;
+        uint64_t value;
+    };
+
+    static void *threadMain(void *arg)
+    {
+        auto *plan = static_cast<ThreadPlan *>(arg);
+        for (auto &[r, p] : *plan->pages)
+            plan->writer->writePage(*r, p, plan->value + p);
+        return nullptr;
+    }
+
+    // Runs one thread per plan on the pool's stacks and waits for them.
+    void runThreads(std::vector<std::vector<std::pair<Region *, size_t>>> &plans,
+                    std::mt19937_64 &rng)
+    {
+        std::vector<ThreadPlan> args;
+        for (auto &plan : plans)
+            args.push_back({this, &plan, rng()});
+        std::vector<pthread_t> ts(plans.size());
+        for (size_t i = 0; i < plans.size(); ++i) {
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setstack(&attr, stacks + i * kThreadStack, kThreadStack);
+            int err = pthread_create(&ts[i], &attr, threadMain, &args[i]);
+            pthread_attr_destroy(&attr);
+            if (err) {
+                errno = err;
+                fail("pthread_create");
+            }
+        }
+        for (auto t : ts)
+            pthread_join(t, nullptr);
     }
 
     void writePage(Region &r, size_t page, uint64_t value)
@@ -103,6 +171,7 @@ struct Writer {
         auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
         written.clear();
         discarded.clear();
+        created.clear();
 
         int ops = 6 + static_cast<int>(pick(10));
         for (int op = 0; op < ops; ++op) {
@@ -138,6 +207,7 @@ struct Writer {
                 moved(r.base, static_cast<uint8_t *>(p));
                 r.base = static_cast<uint8_t *>(p);
                 r.pages = new_pages;
+                noteCreated(p, new_pages);
                 size_t pg = pick(r.pages);
                 writePage(r, pg, rng());
                 recordWrite(r, pg);
@@ -167,7 +237,7 @@ struct Writer {
                 break;
             }
             case 5: { // several threads writing at once
-                int threads = 2 + static_cast<int>(pick(3));
+                int threads = 2 + static_cast<int>(pick(kMaxThreads - 1));
                 std::vector<std::vector<std::pair<Region *, size_t>>> plans(threads);
                 for (auto &plan : plans)
                     for (size_t k = 0, n = 1 + pick(32); k < n; ++k) {
@@ -175,16 +245,7 @@ struct Writer {
                         if (r.pages)
                             plan.push_back({&r, pick(r.pages)});
                     }
-                std::vector<std::thread> ts;
-                for (auto &plan : plans) {
-                    uint64_t v = rng();
-                    ts.emplace_back([this, &plan, v] {
-                        for (auto &[r, p] : plan)
-                            writePage(*r, p, v + p);
-                    });
-                }
-                for (auto &t : ts)
-                    t.join();
+                runThreads(plans, rng);
                 for (auto &plan : plans)
                     for (auto &[r, p] : plan)
                         recordWrite(*r, p);
@@ -253,6 +314,20 @@ struct Writer {
             std::fprintf(out, "w %#lx %#lx\n", a, a + kPage);
         for (auto &[s, e] : discarded)
             std::fprintf(out, "d %#lx %#lx\n", s, e);
+        // After the lines above: the first answer on a new stream allocates
+        // its buffer, which may grow the heap.
+        uintptr_t brk_now = pageUp(reinterpret_cast<uintptr_t>(sbrk(0)));
+        if (brk_now > brk_mark)
+            created.push_back({brk_mark, brk_now});
+        brk_mark = brk_now;
+        for (auto &[s, e] : created)
+            std::fprintf(out, "c %#lx %#lx\n", s, e);
+        for (const Region &r : regions)
+            if (r.shared)
+                std::fprintf(out, "s %#lx %#lx\n", reinterpret_cast<uintptr_t>(r.base),
+                             reinterpret_cast<uintptr_t>(r.base) + r.pages * kPage);
+        std::fprintf(out, "s %#lx %#lx\n", reinterpret_cast<uintptr_t>(file_region.base),
+                     reinterpret_cast<uintptr_t>(file_region.base) + file_region.pages * kPage);
         std::fprintf(out, "end %zu\n", pages.size());
         std::fflush(out);
     }
@@ -277,6 +352,10 @@ struct Writer {
         if (!in || !out)
             fail("open FIFOs");
         written.clear();
+        created.clear();
+        // Tracking of the child starts about now; what the heap gains from
+        // here on (the FIFOs' buffers) is reported in its first round.
+        markBrk();
     }
 
     void serve()
@@ -292,7 +371,15 @@ struct Writer {
         if (m == MAP_FAILED)
             fail("mmap memfd");
         file_region = {static_cast<uint8_t *>(m), 16, false, true};
+        void *st = mmap(nullptr, kMaxThreads * kThreadStack, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (st == MAP_FAILED)
+            fail("mmap thread stacks");
+        stacks = static_cast<uint8_t *>(st);
+        // Tracking starts after "ready": nothing mapped so far is new to it.
+        created.clear();
         char line[256];
+        markBrk();
         std::fprintf(out, "ready %d\n", getpid());
         std::fflush(out);
         while (std::fgets(line, sizeof(line), in)) {
@@ -318,6 +405,10 @@ int main(int argc, char **argv)
     // malloc shares the brk area with the heap growth above: never let it
     // trim the heap under our pages.
     mallopt(M_TRIM_THRESHOLD, INT32_MAX);
+    // Every allocation from the brk heap, whose growth is reported: no
+    // mmap()ed chunks, no per-thread arenas (64 MiB reservations).
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_ARENA_MAX, 1);
     Writer w;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--fifo-dir") == 0 && i + 1 < argc)

@@ -8,6 +8,7 @@
 #include "page_range.h"
 #include "process.h"
 #include "soft_dirty.h"
+#include "writer_truth.h"
 
 #include "ooh/ooh.hpp"
 #include "ooh/ooh_ring.h"
@@ -287,20 +288,16 @@ struct Writer {
         return fgets(line, sizeof(line), out) && std::strncmp(line, "ready", 5) == 0;
     }
 
-    // Runs one round; fills the pages written or discarded.
-    bool round(uint64_t seed, std::vector<PageRange> &truth)
+    // Runs one round; fills what the writer did.
+    bool round(uint64_t seed, test::GroundTruth &truth)
     {
         std::fprintf(in, "round %" PRIu64 "\n", seed);
         std::fflush(in);
         char line[256];
         while (fgets(line, sizeof(line), out)) {
-            char kind;
-            unsigned long long s, e;
-            if (std::strncmp(line, "end", 3) == 0)
-                return true;
-            // (wholesale marks a discard here, only for messages)
-            if (std::sscanf(line, "%c %llx %llx", &kind, &s, &e) == 3)
-                truth.push_back({s, e, kind == 'd'});
+            test::WriterLine kind = test::parseWriterLine(line, &truth);
+            if (kind != test::WriterLine::Record)
+                return kind == test::WriterLine::End;
         }
         return false;
     }
@@ -449,7 +446,7 @@ int checkRounds(const std::string &name, const std::string &backend_name,
     uint64_t unchanged = 0;
     Residency before = residency(w.pid);
     for (int r = 1; r <= rounds; ++r) {
-        std::vector<PageRange> truth;
+        test::GroundTruth truth;
         if (!w.round(1000 + static_cast<uint64_t>(r), truth))
             return result(name, "FAIL", "writer stopped in round " + std::to_string(r));
         std::vector<PageRange> got;
@@ -465,11 +462,16 @@ int checkRounds(const std::string &name, const std::string &backend_name,
         wholesale_rounds += whole;
         Residency now = residency(w.pid);
         std::vector<uint64_t> writes;
-        for (const auto &t : truth)
-            if (!t.wholesale)
-                writes.push_back(t.start);
+        for (const auto &t : truth.written)
+            writes.push_back(t.start);
         std::sort(writes.begin(), writes.end());
-        for (const auto &t : truth) {
+        // Written pages, then discarded ones (marked wholesale, for messages).
+        std::vector<PageRange> touched = truth.written;
+        for (PageRange d : truth.discarded) {
+            d.wholesale = true;
+            touched.push_back(d);
+        }
+        for (const auto &t : touched) {
             for (uint64_t p = t.start; p < t.end; p += kPage) {
                 ++written;
                 if (!covered(got, p)) {
