@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Ground truth through the whole stack: the real oohd executable on a
-// private socket, libooh as the client, ooh-dirty-writer as the target.
+// private socket, libooh as the client, ooh-dirty-writer as the target;
+// and exact pages (exact_pages.h) through it.
+#include "exact_pages.h"
 #include "ground_truth.h"
 #include "ooh/ooh.hpp"
 
@@ -29,44 +31,98 @@ protected:
     pid_t daemon_ = -1;
 };
 
-TEST_F(DaemonGroundTruth, EveryBackendThroughOohd)
+// A collect through libooh, as PageRanges (checked to be normalized).
+CollectFn oohdCollector(Client &client, pid_t pid, uint64_t start_time)
 {
-    Client client;
-    ASSERT_EQ(client.connect(socket_.c_str()), 0) << client.error();
+    return [&client, pid, start_time]() -> Result<std::vector<PageRange>> {
+        std::vector<ooh_range> ranges;
+        if (int r = client.collect(pid, ranges, nullptr, start_time); r < 0)
+            return makeError(r, client.error());
+        std::vector<PageRange> out;
+        for (auto &r : ranges)
+            out.push_back({r.start, r.end, (r.flags & OOH_RANGE_WHOLESALE) != 0});
+        EXPECT_EQ(out, normalizeRanges(out)) << "oohd's ranges must be normalized";
+        return out;
+    };
+}
+
+// Connects to oohd; the names of the backends it says are available.
+void availableBackends(Client &client, const std::string &socket, std::vector<std::string> *out)
+{
+    ASSERT_EQ(client.connect(socket.c_str()), 0) << client.error();
     ooh_backend_info info[8];
     long n = ooh_backends(client.get(), info, 8);
     ASSERT_GT(n, 0) << client.error();
-    int tested = 0;
-    for (long b = 0; b < n && b < 8; ++b) {
-        if (!info[b].available)
-            continue;
-        ++tested;
+    for (long b = 0; b < n && b < 8; ++b)
+        if (info[b].available)
+            out->emplace_back(info[b].name);
+}
+
+TEST_F(DaemonGroundTruth, EveryBackendThroughOohd)
+{
+    Client client;
+    std::vector<std::string> names;
+    ASSERT_NO_FATAL_FAILURE(availableBackends(client, socket_, &names));
+    for (const std::string &name : names) {
         ChildProcess writer({test::buildDir() + "/ooh-dirty-writer"});
         std::string ready;
         ASSERT_TRUE(writer.readLine(&ready));
         uint64_t start_time = 0;
-        ASSERT_EQ(client.track(writer.pid(), info[b].name, &start_time), 0) << client.error();
+        ASSERT_EQ(client.track(writer.pid(), name.c_str(), &start_time), 0) << client.error();
         Tally tally;
-        CollectFn collect = [&]() -> Result<std::vector<PageRange>> {
-            std::vector<ooh_range> ranges;
-            if (int r = client.collect(writer.pid(), ranges, nullptr, start_time); r < 0)
-                return makeError(r, client.error());
-            std::vector<PageRange> out;
-            for (auto &r : ranges)
-                out.push_back({r.start, r.end, (r.flags & OOH_RANGE_WHOLESALE) != 0});
-            EXPECT_EQ(out, normalizeRanges(out)) << "oohd's ranges must be normalized";
-            return out;
-        };
+        CollectFn collect = oohdCollector(client, writer.pid(), start_time);
         for (int round = 1; round <= 20 && !HasFatalFailure(); ++round)
-            checkRound(writer, 9000 + round, collect, &tally, std::string(info[b].name) + " via oohd");
-        printTally(std::string(info[b].name) + " (via oohd)", tally);
-        expectExactPartBounded(std::string(info[b].name) + " (via oohd)", tally);
+            checkRound(writer, 9000 + round, collect, &tally, name + " via oohd");
+        printTally(name + " (via oohd)", tally);
+        expectExactPartBounded(name + " (via oohd)", tally);
         EXPECT_EQ(client.untrack(writer.pid()), 0) << client.error();
         writer.send("exit");
         EXPECT_EQ(writer.wait(), 0);
     }
-    if (tested == 0)
+    if (names.empty())
         GTEST_SKIP() << "no backend available";
+}
+
+// In the manner of the kernel's pagemap_ioctl.c, through oohd: in a
+// tracked mapping, write chosen pages, expect exactly those, then nothing.
+// With `huge`, in a mapping of transparent huge pages.
+void exactPagesThroughOohd(const std::string &socket, bool huge)
+{
+    Client client;
+    std::vector<std::string> names;
+    ASSERT_NO_FATAL_FAILURE(availableBackends(client, socket, &names));
+    for (const std::string &name : names) {
+        test::PageToucher toucher;
+        bool skip = false;
+        std::string err = test::startToucher(toucher, huge, &skip);
+        if (skip)
+            GTEST_SKIP() << err;
+        ASSERT_TRUE(err.empty()) << err;
+        uint64_t start_time = 0;
+        ASSERT_EQ(client.track(toucher.pid(), name.c_str(), &start_time), 0) << client.error();
+        CollectFn collect = oohdCollector(client, toucher.pid(), start_time);
+        auto first = collect();
+        ASSERT_TRUE(first) << "first collect: " << first.error().message;
+        std::string done;
+        std::string diff = test::runExactPages(
+            toucher, collect, test::hugeGranule(name, toucher.pageSize()), &done);
+        EXPECT_TRUE(diff.empty()) << name << " via oohd: " << diff;
+        std::printf("[exact pages] %s via oohd%s: %s\n", name.c_str(), huge ? ", huge pages" : "",
+                    done.c_str());
+        EXPECT_EQ(client.untrack(toucher.pid()), 0) << client.error();
+    }
+    if (names.empty())
+        GTEST_SKIP() << "no backend available";
+}
+
+TEST_F(DaemonGroundTruth, ExactPagesThroughOohd)
+{
+    exactPagesThroughOohd(socket_, false);
+}
+
+TEST_F(DaemonGroundTruth, ExactPagesOfHugePagesThroughOohd)
+{
+    exactPagesThroughOohd(socket_, true);
 }
 
 // A client in another PID namespace (CRIU in a container) names the

@@ -4,7 +4,9 @@
 // fork); every page it wrote or discarded in a round must be in the next
 // collected set. Runs against every backend available here, in process,
 // and prints the over-report rate (ground_truth_daemon_test.cpp: via oohd).
+// ExactPages*: chosen pages written, exactly those reported (exact_pages.h).
 #include "backend.h"
+#include "exact_pages.h"
 #include "ground_truth.h"
 
 #include <atomic>
@@ -15,6 +17,8 @@
 
 namespace ooh {
 namespace {
+
+struct Tracked;
 
 class GroundTruthTest : public ::testing::TestWithParam<std::string> {
 protected:
@@ -38,6 +42,9 @@ protected:
         std::filesystem::create_directories(fifo_dir_);
     }
     void TearDown() override { std::filesystem::remove_all(fifo_dir_); }
+    // Tracks pid with the backend under test (see Tracked).
+    void track(pid_t pid, Tracked *out);
+    void exactPages(bool huge);
 
     std::vector<std::unique_ptr<Backend>> backends_;
     std::filesystem::path fifo_dir_;
@@ -85,6 +92,27 @@ private:
     std::atomic<bool> stop_{false};
     std::thread thread_;
 };
+
+// A process tracked by the backend under test, its events read as oohd
+// would, and one collect done to close the first epoch.
+struct Tracked {
+    Process process;
+    std::unique_ptr<Tracker> tracker;
+    std::unique_ptr<EventPump> pump;
+};
+
+void GroundTruthTest::track(pid_t pid, Tracked *out)
+{
+    auto proc = Process::open(pid);
+    ASSERT_TRUE(proc) << proc.error().message;
+    out->process = std::move(*proc);
+    auto tracker = backend()->track(out->process);
+    ASSERT_TRUE(tracker) << tracker.error().message;
+    out->tracker = std::move(*tracker);
+    out->pump = std::make_unique<EventPump>(*out->tracker);
+    auto first = out->pump->collector()();
+    ASSERT_TRUE(first) << "first collect: " << first.error().message;
+}
 
 TEST_P(GroundTruthTest, BackendDirect)
 {
@@ -138,6 +166,38 @@ TEST_P(GroundTruthTest, BackendDirect)
         forked->send("exit");
     writer.send("exit");
     EXPECT_EQ(writer.wait(), 0);
+}
+
+// In the manner of the kernel's pagemap_ioctl.c: in a tracked mapping,
+// write chosen pages, expect exactly those (none wholesale), then nothing.
+// With `huge`, in a mapping of transparent huge pages.
+void GroundTruthTest::exactPages(bool huge)
+{
+    test::PageToucher toucher;
+    bool skip = false;
+    std::string err = test::startToucher(toucher, huge, &skip);
+    if (skip)
+        GTEST_SKIP() << err;
+    ASSERT_TRUE(err.empty()) << err;
+    Tracked tracked;
+    ASSERT_NO_FATAL_FAILURE(track(toucher.pid(), &tracked));
+    std::string done;
+    std::string diff = test::runExactPages(toucher, tracked.pump->collector(),
+                                           test::hugeGranule(GetParam(), toucher.pageSize()),
+                                           &done);
+    EXPECT_TRUE(diff.empty()) << GetParam() << ": " << diff;
+    std::printf("[exact pages] %s%s: %s\n", GetParam().c_str(), huge ? ", huge pages" : "",
+                done.c_str());
+}
+
+TEST_P(GroundTruthTest, ExactPages)
+{
+    exactPages(false);
+}
+
+TEST_P(GroundTruthTest, ExactPagesOfHugePages)
+{
+    exactPages(true);
 }
 
 std::vector<std::string> backendNames()

@@ -71,6 +71,10 @@ pml)
     check 120 $G isolation
     check 600 $G ground-truth spml ooh spml $W 30
     check 600 $G ground-truth epml ooh epml $W 30
+    check 300 $G exact exact-spml ooh spml small
+    check 300 $G exact exact-epml ooh epml small
+    check 300 $G exact exact-huge-spml ooh spml huge
+    check 300 $G exact exact-huge-epml ooh epml huge
     check 300 $G overflow spml
     check 300 $G overflow epml
     check 60 $G backends backend-choice-kmod ooh
@@ -119,6 +123,8 @@ plain)
         res kmod-nodev FAIL "insmod failed without the message: $out"
     fi
     check 600 $G ground-truth soft-dirty soft-dirty - $W 30
+    check 300 $G exact exact-soft-dirty soft-dirty - small
+    check 300 $G exact exact-huge-soft-dirty soft-dirty - huge
     check 60 $G backends backend-choice soft-dirty
     # The daemon's own view: its probe output names the default.
     probe=$(timeout 60 oohd --probe 2>&1)

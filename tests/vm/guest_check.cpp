@@ -4,6 +4,7 @@
 //   OOH-RESULT <name> PASS|FAIL|SKIP <detail>
 // plus "OOH-BENCH ..." lines with ratios for bench/vm.
 #include "backend.h"
+#include "exact_pages.h"
 #include "ooh_ring.h"
 #include "page_range.h"
 #include "process.h"
@@ -524,6 +525,44 @@ int checkRounds(const std::string &name, const std::string &backend_name,
     return result(name, "PASS", detail);
 }
 
+// In the manner of the kernel's pagemap_ioctl.c (tests/exact_pages.h): in
+// a tracked mapping (small pages, then one made while tracked; or huge
+// pages), write chosen pages, expect exactly those (none wholesale), then
+// nothing.
+int cmdExact(const std::string &name, const std::string &backend_name, const std::string &mode,
+             bool huge)
+{
+    auto backend = makeBackend(backend_name, mode);
+    if (!backend)
+        return result(name, "FAIL", "unknown backend " + backend_name);
+    BackendProbe probe = backend->probe();
+    if (!probe.available)
+        return result(name, "FAIL", backend_name + " unavailable: " + probe.reason);
+    test::PageToucher toucher;
+    bool skip = false;
+    if (std::string err = test::startToucher(toucher, huge, &skip); !err.empty())
+        return result(name, skip ? "SKIP" : "FAIL", err);
+    auto proc = Process::open(toucher.pid());
+    if (!proc)
+        return result(name, "FAIL", proc.error().message);
+    auto tracker = backend->track(*proc);
+    if (!tracker)
+        return result(name, "FAIL", "track: " + tracker.error().message);
+    test::ExactCollect collect = [&]() -> Result<std::vector<PageRange>> {
+        std::vector<PageRange> got;
+        OOH_TRY((*tracker)->collect(got));
+        return got;
+    };
+    if (auto first = collect(); !first)
+        return result(name, "FAIL", "first collect: " + first.error().message);
+    std::string done;
+    std::string diff =
+        test::runExactPages(toucher, collect, test::hugeGranule(backend_name, kPage), &done);
+    if (!diff.empty())
+        return result(name, "FAIL", diff);
+    return result(name, "PASS", "exactly the pages written, then none: " + done);
+}
+
 // A child that writes `pages` pages of a fresh mapping each time it reads a
 // byte from its pipe, and answers with the mapping's address.
 struct Burster {
@@ -921,6 +960,7 @@ int main(int argc, char **argv)
     if (args.empty()) {
         std::fprintf(stderr, "usage: ooh-guest-check ring | permission | backends NAME DEFAULT |\n"
                              "  ground-truth NAME BACKEND MODE WRITER ROUNDS |\n"
+                             "  exact NAME BACKEND MODE small|huge |\n"
                              "  overflow MODE | ratio BACKEND MODE\n");
         return 2;
     }
@@ -937,6 +977,8 @@ int main(int argc, char **argv)
     if (cmd == "ground-truth-daemon" && args.size() == 6)
         return cmdGroundTruthDaemon(args[1], args[2], args[3], args[4],
                                     std::atoi(args[5].c_str()));
+    if (cmd == "exact" && args.size() == 5)
+        return cmdExact(args[1], args[2], args[3] == "-" ? "" : args[3], args[4] == "huge");
     if (cmd == "overflow" && args.size() == 2)
         return cmdOverflow(args[1]);
     if (cmd == "ring-events" && args.size() == 2)
