@@ -54,7 +54,7 @@ std::vector<PageRange> SpmlReverseMap::update(std::span<const uint64_t> gpas,
                 dirty.push_back(prev_[i].va);
             ++i;
         } else if (i == prev_.size() || now[j].va < prev_[i].va) {
-            if (appeared && location(now[j]))
+            if (appeared && location(now[j]) && !(now[j].entry & kFile))
                 dirty.push_back(now[j].va);
             ++j;
         } else {

@@ -29,6 +29,7 @@ class SpmlReverseMap {
 public:
     static constexpr uint64_t kPresent = 1ull << 63;
     static constexpr uint64_t kSwapped = 1ull << 62;
+    static constexpr uint64_t kFile = 1ull << 61;  // page cache or shared anonymous
     static constexpr uint64_t kPfnMask = (1ull << 55) - 1;
 
     // Installs the first snapshot (pages sorted by va; only present or
@@ -41,7 +42,9 @@ public:
     // reported: a discarded page changed without a write, and khugepaged
     // may refill it; pages that appeared only with `appeared` (SPML: a page
     // written and moved within one epoch was logged under a frame that no
-    // snapshot shows).
+    // snapshot shows), and then not file pages: a private mapping's file
+    // page holds the file's contents (a write through the mapping copies it
+    // into an anonymous page), and shared mappings are reported whole.
     std::vector<PageRange> update(std::span<const uint64_t> gpas, std::vector<PagemapPage> now,
                                   uint64_t page_size, bool appeared = true);
 

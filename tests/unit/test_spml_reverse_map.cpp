@@ -85,6 +85,20 @@ TEST(SpmlReverseMap, EpmlModeSkipsPagesThatOnlyAppeared)
     EXPECT_EQ(out, std::vector<PageRange>{page(0x10000)});
 }
 
+TEST(SpmlReverseMap, FilePagesThatAppearedWereNotWritten)
+{
+    // A private file mapping read in: its pages are the file's until a write
+    // copies them into anonymous pages, which do count.
+    constexpr uint64_t F = SpmlReverseMap::kFile;
+    SpmlReverseMap map;
+    map.reset({{0x10000, P | 7}});
+    auto out = map.update({}, {{0x10000, P | 7}, {0x20000, P | F | 11}, {0x21000, P | 12}}, kPage);
+    EXPECT_EQ(out, std::vector<PageRange>{page(0x21000)});
+    // Copied on write: the page is now anonymous, in another frame.
+    out = map.update({}, {{0x10000, P | 7}, {0x20000, P | 13}, {0x21000, P | 12}}, kPage);
+    EXPECT_EQ(out, std::vector<PageRange>{page(0x20000)});
+}
+
 TEST(SpmlReverseMap, SoftDirtyAndExclusiveBitsAreNotAMove)
 {
     SpmlReverseMap map;
