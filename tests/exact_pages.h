@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,6 +93,25 @@ public:
             return false;
         mappings_.push_back({name, start, start + pages * page_, false});
         return true;
+    }
+
+    // A private mapping of `pages` pages of a file (a memfd) whose contents
+    // are in the page cache: its pages are the file's until written.
+    bool mapFilePrivate(const std::string &name, uint64_t pages)
+    {
+        uint64_t start = 0;
+        if (!command('f', {pages}, &start) || !start)
+            return false;
+        mappings_.push_back({name, start, start + pages * page_, false});
+        return true;
+    }
+
+    // Reads one byte of each page of [start, end): faults in what is not
+    // mapped, writes nothing.
+    bool read(uint64_t start, uint64_t end)
+    {
+        uint64_t done = 0;
+        return command('r', {start, end}, &done) && done == 1;
     }
 
     // `count` huge pages, 2 MiB-aligned, MADV_HUGEPAGE, every page written
@@ -189,6 +209,24 @@ private:
                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
                 if (p != MAP_FAILED && ::madvise(p, args[0] * ps, MADV_NOHUGEPAGE) == 0)
                     answer = reinterpret_cast<uint64_t>(p);
+            } else if (head[0] == 'f' && head[1] == 1) {
+                int fd = ::memfd_create("exact-pages", MFD_CLOEXEC);
+                bool filled = fd >= 0 && ::ftruncate(fd, static_cast<off_t>(args[0] * ps)) == 0;
+                for (uint64_t p = 0; filled && p < args[0]; ++p)
+                    filled = ::pwrite(fd, &p, sizeof(p), static_cast<off_t>(p * ps)) ==
+                             static_cast<ssize_t>(sizeof(p));
+                void *m = filled ? ::mmap(nullptr, args[0] * ps, PROT_READ | PROT_WRITE,
+                                          MAP_PRIVATE, fd, 0)
+                                 : MAP_FAILED;
+                if (m != MAP_FAILED)
+                    answer = reinterpret_cast<uint64_t>(m);
+                if (fd >= 0)
+                    ::close(fd);
+            } else if (head[0] == 'r' && head[1] == 2) {
+                uint64_t sum = 0;
+                for (uint64_t a = args[0]; a < args[1]; a += ps)
+                    sum += *reinterpret_cast<volatile uint8_t *>(a);
+                answer = sum != ~0ull;  // 1; the loads are not optimised away
             } else if (head[0] == 'h' && head[1] == 1) {
                 // Over-map, then keep the 2 MiB-aligned middle.
                 uint64_t len = args[0] * kHugePageSize;
@@ -371,10 +409,12 @@ using ExactCollect = std::function<Result<std::vector<PageRange>>()>;
 // expect exactly them in that mapping and nothing in the toucher's other
 // mappings; collect again without writing and expect nothing anywhere.
 // Returns "" or the first difference; appends what passed to *summary.
+// read_first: read the whole mapping before writing the pattern (file
+// pages read in are not written pages).
 inline std::string runExactPatterns(PageToucher &toucher, size_t target,
                                     const std::vector<PagePattern> &patterns,
                                     const ExactCollect &collect, uint64_t huge_granule,
-                                    std::string *summary)
+                                    std::string *summary, bool read_first = false)
 {
     const uint64_t ps = toucher.pageSize();
     const auto &maps = toucher.mappings();
@@ -384,6 +424,8 @@ inline std::string runExactPatterns(PageToucher &toucher, size_t target,
         std::vector<uint64_t> addrs;
         for (uint64_t p : pat.pages)
             addrs.push_back(m.start + p * ps);
+        if (read_first && !toucher.read(m.start, m.end))
+            return "the child did not read " + m.name;
         if (!toucher.touch(addrs))
             return "the child did not write the pages of '" + pat.name + "'";
         for (int quiet = 0; quiet < 2; ++quiet) {
@@ -445,9 +487,20 @@ inline std::string runExactPages(PageToucher &toucher, const ExactCollect &colle
         return "the child could not map a second time";
     if (auto first = collect(); !first)
         return "collect after the second mapping: " + first.error().message;
-    return runExactPatterns(toucher, 1,
+    diff = runExactPatterns(toucher, 1,
                             smallPagePatterns(toucher.mappings()[1].start, kSmallPages, ps),
                             collect, huge_granule, summary);
+    if (!diff.empty())
+        return diff;
+    // A private file mapping, read whole before each write: the pages read
+    // in are the file's, only those written (copied on write) count.
+    if (!toucher.mapFilePrivate("a private file mapping", kSmallPages))
+        return "the child could not map a file";
+    if (auto first = collect(); !first)
+        return "collect after the file mapping: " + first.error().message;
+    return runExactPatterns(toucher, 2,
+                            smallPagePatterns(toucher.mappings()[2].start, kSmallPages, ps),
+                            collect, huge_granule, summary, true);
 }
 
 } // namespace ooh::test
