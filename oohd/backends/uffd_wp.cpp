@@ -9,21 +9,9 @@
 // A collect is one PAGEMAP_SCAN that returns the unprotected ("written")
 // pages and protects them again, atomically per page.
 //
-// What the scan cannot see, and how it is covered:
-//  - mappings created since the last collect (mmap, brk, mremap moves):
-//    not registered, so a coverage scan (VMAs without PAGE_IS_WPALLOWED)
-//    finds them; they are reported wholly, registered and armed;
-//  - pages discarded by MADV_DONTNEED/MADV_FREE (their new contents are
-//    zero, but they read as unwritten): UFFD_EVENT_REMOVE reports the range,
-//    which is reported wholesale in the next two collects (the zap follows
-//    the event, so one collect could run between the two);
-//  - mappings that cannot be registered but can be written (another uffd
-//    owns them, device memory): reported wholly at every collect;
-//  - shared mappings (MAP_SHARED files, memfds, shared anonymous memory):
-//    their pages change through the page cache too (the target's own
-//    write() or pwrite(), or any other process), which no PTE of the
-//    target sees. They are never registered and are reported wholly at
-//    every collect.
+// What the scan cannot see (new mappings, discards, shared mappings), and
+// how it is covered: common/uffd_wp_space.h, shared with libooh's
+// self-tracking.
 //
 // Tracking must not change what a checkpointer sees. The kernel reads an
 // unpopulated page of a uffd-wp VMA as written, and a scan that re-arms it
@@ -39,11 +27,10 @@
 #include "inject/remote_syscall.h"
 #include "log.h"
 #include "pagemap_scan.h"
-#include "proc_maps.h"
 #include "uffd_wp_scan.h"
+#include "uffd_wp_space.h"
 
 #include <chrono>
-#include <set>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
@@ -53,127 +40,49 @@ namespace ooh {
 namespace {
 
 constexpr const char *kLog = "uffd-wp";
-constexpr uint64_t kRequiredFeatures = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
-constexpr uint64_t kWantedFeatures = kRequiredFeatures | UFFD_FEATURE_EVENT_REMOVE;
-
-// Mappings whose contents the kernel provides (they cannot be registered)
-// and that checkpointers recreate rather than dump. Only while they are not
-// writable: a process that mprotect()s its vDSO writable gets it reported.
-bool isKernelOwned(const MapEntry &m)
-{
-    return !m.write && (m.path == "[vvar]" || m.path == "[vvar_vclock]" ||
-                        m.path == "[vsyscall]" || m.path == "[vdso]");
-}
-
-std::string hex(uint64_t v)
-{
-    char buf[24];
-    std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-    return buf;
-}
+constexpr uint64_t kRequiredFeatures = UffdWpSpace::kRequiredFeatures;
+constexpr uint64_t kWantedFeatures = UffdWpSpace::kWantedFeatures;
 
 class UffdWpTracker final : public Tracker {
 public:
     UffdWpTracker(pid_t pid, UniqueFD uffd, UniqueFD pagemap, UniqueFD maps, bool remove_events)
         : pid_(pid), uffd_(std::move(uffd)), pagemap_(std::move(pagemap)), maps_(std::move(maps)),
-          remove_events_(remove_events)
+          remove_events_(remove_events),
+          space_(uffd_.get(), pagemap_.get(), maps_.get(), "pid " + std::to_string(pid),
+                 [](const std::string &notice) { OOH_LOG(kLog, Info) << notice; })
     {
     }
 
-    // Registers and arms every mapping; with report = false (at track time)
-    // nothing is reported and a mapping owned by another uffd is an error.
-    Result<void> adoptUncovered(std::vector<PageRange> *report);
+    // Registers and arms every mapping (at track time).
+    Result<void> start()
+    {
+        auto adopted = space_.adopt(0, userAddressLimit(), nullptr);
+        if (!adopted && adopted.error().code == EBUSY)
+            return makeError(EBUSY, adopted.error().message +
+                                        ", so the uffd-wp backend cannot track this process "
+                                        "(try another backend with --backend)");
+        return adopted;
+    }
 
-    Result<void> collect(std::vector<PageRange> &out) override;
+    Result<void> collect(std::vector<PageRange> &out) override
+    {
+        OOH_TRY(handleEvents());
+        OOH_TRY(space_.collect(0, userAddressLimit(), out));
+        space_.takeRemoved(out);
+        return {};
+    }
     int eventFd() const override { return remove_events_ ? uffd_.get() : -1; }
     Result<void> handleEvents() override;
-    uint64_t trackedBytes() const override { return tracked_bytes_; }
+    uint64_t trackedBytes() const override { return space_.trackedBytes(); }
 
 private:
-    Result<void> adoptVma(const MapEntry &vma, std::vector<PageRange> *report);
-
     pid_t pid_;
     UniqueFD uffd_;
     UniqueFD pagemap_;
     UniqueFD maps_;
     bool remove_events_;
-    PagemapScanner scanner_;
-    FileBackedRanges file_backed_;         // where file pages can be
-    std::vector<PageRange> removed_now_;   // discarded since the last collect
-    std::vector<PageRange> removed_prev_;  // discarded before it (reported again)
-    uint64_t tracked_bytes_ = 0;
-    std::set<uint64_t> warned_;  // unregistrable ranges already logged
+    UffdWpSpace space_;
 };
-
-Result<void> UffdWpTracker::adoptVma(const MapEntry &vma, std::vector<PageRange> *report)
-{
-    if (isKernelOwned(vma))
-        return {};
-    if (vma.shared) {
-        // Written through the page cache as much as through PTEs: reported
-        // whole at every collect (unregistered, the coverage scan finds it
-        // again each time).
-        if (report)
-            report->push_back({vma.start, vma.end, true});
-        return {};
-    }
-    int err = uffdRegisterWp(uffd_.get(), vma.start, vma.end);
-    if (err == 0) {
-        // Arm: protect whatever is present now. What this scan returns was
-        // written before the range was tracked and is covered by the
-        // wholesale report below, so it is dropped.
-        const bool file_backed = vma.inode != 0;
-        std::vector<PageRange> ignored;
-        OOH_TRY(collectWritten(scanner_, pagemap_.get(), vma.start, vma.end, file_backed, ignored));
-        file_backed_.set(vma.start, vma.end, file_backed);
-        tracked_bytes_ += vma.end - vma.start;
-        if (report)
-            report->push_back({vma.start, vma.end, true});
-        return {};
-    }
-    if (err == -EPERM) {
-        // No VM_MAYWRITE: the process can never write it through this
-        // mapping (shared mappings, whose contents can change otherwise,
-        // were handled above).
-        return {};
-    }
-    if (err == -EBUSY && !report)
-        return makeError(EBUSY, "pid " + std::to_string(pid_) + " already uses userfaultfd on " +
-                                    hex(vma.start) + "-" + hex(vma.end) +
-                                    (vma.path.empty() ? "" : " (" + vma.path + ")") +
-                                    "; a mapping can belong to one userfaultfd only, so the "
-                                    "uffd-wp backend cannot track this process (try another "
-                                    "backend with --backend)");
-    // Anything else (EINVAL: a mapping type uffd cannot watch, or one that
-    // went away since the scan): report it whole, an over-report at worst.
-    if (warned_.insert(vma.start).second)
-        OOH_LOG(kLog, Info) << "pid " << pid_ << ": cannot register " << hex(vma.start) << "-"
-                            << hex(vma.end) << " " << vma.path << " (" << std::strerror(-err)
-                            << "); reported wholly at every collect";
-    if (report)
-        report->push_back({vma.start, vma.end, true});
-    return {};
-}
-
-Result<void> UffdWpTracker::adoptUncovered(std::vector<PageRange> *report)
-{
-    // Ranges of VMAs that are not write-protect-tracked by our uffd.
-    std::vector<PageRange> uncovered;
-    OOH_TRY(findUntracked(scanner_, pagemap_.get(), 0, userAddressLimit(), uncovered));
-    for (const auto &r : uncovered) {
-        auto vmas = vmasIn(maps_.get(), r.start, r.end);
-        if (!vmas) {
-            // Cannot classify: report the whole range rather than guess.
-            if (!report)
-                return vmas.takeError();
-            report->push_back({r.start, r.end, true});
-            continue;
-        }
-        for (const auto &vma : *vmas)
-            OOH_TRY(adoptVma(vma, report));
-    }
-    return {};
-}
 
 Result<void> UffdWpTracker::handleEvents()
 {
@@ -189,25 +98,9 @@ Result<void> UffdWpTracker::handleEvents()
         }
         for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(msgs[0]); ++i) {
             if (msgs[i].event == UFFD_EVENT_REMOVE)
-                removed_now_.push_back({msgs[i].arg.remove.start, msgs[i].arg.remove.end, true});
+                space_.noteRemoved(msgs[i].arg.remove.start, msgs[i].arg.remove.end);
         }
     }
-}
-
-Result<void> UffdWpTracker::collect(std::vector<PageRange> &out)
-{
-    OOH_TRY(handleEvents());
-    // 1. Pages written in tracked mappings; re-armed in the same step.
-    for (const auto &run : file_backed_.runs(0, userAddressLimit()))
-        OOH_TRY(collectWritten(scanner_, pagemap_.get(), run.start, run.end, run.file_backed, out));
-    // 2. Mappings that appeared since: reported wholly, then tracked.
-    OOH_TRY(adoptUncovered(&out));
-    // 3. Discarded pages.
-    out.insert(out.end(), removed_prev_.begin(), removed_prev_.end());
-    out.insert(out.end(), removed_now_.begin(), removed_now_.end());
-    removed_prev_ = std::move(removed_now_);
-    removed_now_.clear();
-    return {};
 }
 
 std::string kernelRelease()
@@ -351,7 +244,7 @@ Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Process &target)
     auto tracker = std::make_unique<UffdWpTracker>(target.pid(), std::move(uffd),
                                                    std::move(pagemap), std::move(maps),
                                                    features_ & UFFD_FEATURE_EVENT_REMOVE);
-    OOH_TRY(tracker->adoptUncovered(nullptr));
+    OOH_TRY(tracker->start());
     return std::unique_ptr<Tracker>(std::move(tracker));
 }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Parser for /proc/PID/maps, used by backends to find and classify mappings.
+// Parser for /proc/PID/maps, used by backends and self-tracking to find and
+// classify mappings.
 #pragma once
 
 #include "page_range.h"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Implementation of oohd/proc_maps.h.
+// Implementation of proc_maps.h.
 #include "proc_maps.h"
 
 #include "page_range.h"
