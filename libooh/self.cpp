@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: Apache-2.0
+// libooh self-tracking (include/ooh/self.h): a userfaultfd of the caller's
+// own mm and UffdWpSpace (common/) over the ranges it tracks, plus a thread
+// that reads the kernel's discard notices. No exception leaves this file.
+#include "ooh/self.h"
+
+#include "compat/linux_mm.h"
+#include "page_range.h"
+#include "pagemap_scan.h"
+#include "uffd_wp_space.h"
+#include "unique_fd.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <poll.h>
+#include <pthread.h>
+#include <string>
+#include <sys/eventfd.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <vector>
+
+struct ooh_self {
+    pid_t owner = ::getpid();  // the process whose memory this handle tracks
+    std::string error;
+    ooh::UniqueFD uffd, pagemap, maps;
+    ooh::UniqueFD stop;  // eventfd: ends the notice thread
+    std::unique_ptr<ooh::UffdWpSpace> space;
+    std::vector<ooh::PageRange> windows;  // tracked ranges, sorted, disjoint
+
+    pthread_t notices_thread{};
+    bool thread_started = false;
+    std::mutex mu;  // guards `removed`, filled by the notice thread
+    std::vector<ooh::PageRange> removed;
+};
+
+namespace {
+
+int fail(ooh_self *s, int err, const std::string &message)
+{
+    if (err < 0)
+        err = -err;
+    if (s)
+        s->error = message;
+    return -err;
+}
+
+int fail(ooh_self *s, const ooh::Error &e) { return fail(s, e.code ? e.code : EIO, e.message); }
+
+std::string kernelRelease()
+{
+    struct utsname u;
+    return ::uname(&u) == 0 ? u.release : "unknown";
+}
+
+// Calls from a child of fork() must not touch the parent's state: its
+// notice thread does not exist here and its lock may be held forever.
+bool forked(ooh_self *s)
+{
+    if (s->owner == ::getpid())
+        return false;
+    s->error = "ooh_self_* called in a child of fork(): the child's memory is not tracked by "
+               "its parent's handle; ooh_self_close() it and ooh_self_open() a new one";
+    return true;
+}
+
+// Reads the notices the kernel has queued, under the lock. A thread that
+// discards tracked pages (MADV_DONTNEED) waits until its notice is read:
+// reading and recording under one lock means that once its madvise()
+// returned, a collect (which takes the lock) sees the discard.
+void drainNotices(ooh_self *s)
+{
+    std::lock_guard<std::mutex> lock(s->mu);
+    struct uffd_msg msgs[16];
+    for (;;) {
+        ssize_t n = ::read(s->uffd.get(), msgs, sizeof(msgs));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;  // EAGAIN: nothing queued
+        for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(msgs[0]); ++i)
+            if (msgs[i].event == UFFD_EVENT_REMOVE)
+                s->removed.push_back({msgs[i].arg.remove.start, msgs[i].arg.remove.end, true});
+    }
+}
+
+// Reads the kernel's notices as they come, until `stop` is signalled.
+void *readNotices(void *arg)
+{
+    auto *s = static_cast<ooh_self *>(arg);
+    struct pollfd fds[2] = {{s->uffd.get(), POLLIN, 0}, {s->stop.get(), POLLIN, 0}};
+    for (;;) {
+        if (::poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return nullptr;
+        }
+        if (fds[1].revents)
+            return nullptr;
+        drainNotices(s);
+    }
+}
+
+int openUffd(ooh_self *s)
+{
+    auto create = [] {
+        return ooh::UniqueFD(static_cast<int>(
+            ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
+    };
+    ooh::UniqueFD probe = create();
+    if (!probe.isValid()) {
+        int err = errno;
+        if (err == ENOSYS)
+            return fail(s, ENOTSUP, "kernel built without userfaultfd (CONFIG_USERFAULTFD)");
+        return fail(s, err, std::string("userfaultfd() refused: ") + std::strerror(err) +
+                                " (seccomp policy or a security module)");
+    }
+    // UFFDIO_API with no features reports which exist.
+    struct uffdio_api api = {};
+    api.api = UFFD_API;
+    if (::ioctl(probe.get(), UFFDIO_API, &api) < 0)
+        return fail(s, errno, std::string("UFFDIO_API: ") + std::strerror(errno));
+    const uint64_t wanted = ooh::UffdWpSpace::kWantedFeatures;
+    if ((api.features & wanted) != wanted)
+        return fail(s, ENOTSUP,
+                    "kernel " + kernelRelease() +
+                        " lacks async userfaultfd write-protect (UFFD_FEATURE_WP_ASYNC, Linux >= "
+                        "6.7) or discard events");
+    s->uffd = create();
+    if (!s->uffd.isValid())
+        return fail(s, errno, std::string("userfaultfd(): ") + std::strerror(errno));
+    if (auto enabled = ooh::uffdEnable(s->uffd.get(), wanted); !enabled)
+        return fail(s, enabled.error());
+    return 0;
+}
+
+} // namespace
+
+extern "C" {
+
+int ooh_self_open(ooh_self **out)
+{
+    if (out)
+        *out = nullptr;
+    auto *s = new (std::nothrow) ooh_self;
+    if (!s)
+        return -ENOMEM;
+    if (out)
+        *out = s;
+    if (int r = openUffd(s); r < 0) {
+        if (!out)
+            ooh_self_close(s);
+        return r;
+    }
+    s->pagemap.reset(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    s->maps.reset(::open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+    s->stop.reset(::eventfd(0, EFD_CLOEXEC));
+    int err = errno;
+    int r = 0;
+    if (!s->pagemap.isValid() || !s->maps.isValid())
+        r = fail(s, err, std::string("open /proc/self/pagemap or maps: ") + std::strerror(err));
+    else if (!s->stop.isValid())
+        r = fail(s, err, std::string("eventfd: ") + std::strerror(err));
+    if (r == 0) {
+        // PAGEMAP_SCAN (Linux >= 6.7): one read-only scan of a page of ours.
+        ooh::PagemapScanner scanner(1);
+        auto here = reinterpret_cast<uint64_t>(&s->owner) & ~static_cast<uint64_t>(
+                                                               ::sysconf(_SC_PAGESIZE) - 1);
+        std::vector<ooh::PageRange> ignored;
+        auto scanned = ooh::findUntracked(scanner, s->pagemap.get(), here,
+                                          here + static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)),
+                                          ignored);
+        if (!scanned)
+            r = scanned.error().code == ENOTTY
+                    ? fail(s, ENOTSUP, "kernel " + kernelRelease() +
+                                           " lacks PAGEMAP_SCAN (Linux >= 6.7)")
+                    : fail(s, scanned.error());
+    }
+    if (r == 0) {
+        s->space = std::make_unique<ooh::UffdWpSpace>(s->uffd.get(), s->pagemap.get(),
+                                                      s->maps.get(), "this process");
+        int perr = ::pthread_create(&s->notices_thread, nullptr, readNotices, s);
+        if (perr != 0)
+            r = fail(s, perr, std::string("starting the notice thread: ") + std::strerror(perr));
+        else
+            s->thread_started = true;
+    }
+    if (r < 0 && !out)
+        ooh_self_close(s);
+    return r;
+}
+
+void ooh_self_close(ooh_self *s)
+{
+    if (!s)
+        return;
+    if (s->thread_started && s->owner == ::getpid()) {
+        uint64_t one = 1;
+        if (::write(s->stop.get(), &one, sizeof(one)) == sizeof(one))
+            ::pthread_join(s->notices_thread, nullptr);
+        else
+            ::pthread_detach(s->notices_thread);
+    }
+    // In a child of fork(), the parent's thread does not exist here: the
+    // fds (copies) close, and the parent's tracking is untouched.
+    delete s;
+}
+
+const char *ooh_self_last_error(const ooh_self *s) { return s ? s->error.c_str() : ""; }
+
+int ooh_self_track(ooh_self *s, void *addr, size_t len)
+{
+    if (!s)
+        return -EINVAL;
+    if (forked(s))
+        return -ECHILD;
+    if (!s->space)
+        return fail(s, EBADF, "this handle failed to open: " + s->error);
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t start = reinterpret_cast<uint64_t>(addr), end = start + len;
+    if (len == 0 || start % page || len % page || end < start)
+        return fail(s, EINVAL, "ooh_self_track: the range must be non-empty and page aligned");
+    if (auto adopted = s->space->adopt(start, end, nullptr); !adopted)
+        return fail(s, adopted.error());
+    s->windows.push_back({start, end, false});
+    s->windows = ooh::normalizeRanges(std::move(s->windows));
+    return 0;
+}
+
+int ooh_self_untrack(ooh_self *s, void *addr, size_t len)
+{
+    if (!s)
+        return -EINVAL;
+    if (forked(s))
+        return -ECHILD;
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t start = reinterpret_cast<uint64_t>(addr), end = start + len;
+    if (len == 0 || start % page || len % page || end < start)
+        return fail(s, EINVAL, "ooh_self_untrack: the range must be non-empty and page aligned");
+    // Unregistered mappings in the range are skipped by the kernel.
+    if (int err = ooh::uffdUnregister(s->uffd.get(), start, end); err < 0 && err != -EINVAL)
+        return fail(s, err, std::string("UFFDIO_UNREGISTER: ") + std::strerror(-err));
+    std::vector<ooh::PageRange> kept;
+    for (const auto &w : s->windows) {
+        if (w.start < start)
+            kept.push_back({w.start, std::min(w.end, start), false});
+        if (w.end > end)
+            kept.push_back({std::max(w.start, end), w.end, false});
+    }
+    s->windows = std::move(kept);
+    return 0;
+}
+
+long ooh_self_collect(ooh_self *s, ooh_self_sink sink, void *ctx)
+{
+    if (!s || !sink)
+        return -EINVAL;
+    if (forked(s))
+        return -ECHILD;
+    if (!s->space)
+        return fail(s, EBADF, "this handle failed to open: " + s->error);
+    drainNotices(s);
+    {
+        std::lock_guard<std::mutex> lock(s->mu);
+        for (const auto &r : s->removed)
+            s->space->noteRemoved(r.start, r.end);
+        s->removed.clear();
+    }
+    std::vector<ooh::PageRange> found;
+    for (const auto &w : s->windows)
+        if (auto r = s->space->collect(w.start, w.end, found); !r)
+            return fail(s, r.error());
+    s->space->takeRemoved(found);
+    // Only what lies in tracked ranges (a discard notice can outlive an
+    // untrack).
+    std::vector<ooh::PageRange> clipped;
+    for (const auto &r : found)
+        for (const auto &w : s->windows)
+            if (r.start < w.end && r.end > w.start)
+                clipped.push_back({std::max(r.start, w.start), std::min(r.end, w.end),
+                                   r.wholesale});
+    auto ranges = ooh::normalizeRanges(std::move(clipped));
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    long pages = 0;
+    struct ooh_range batch[256];
+    size_t n = 0;
+    for (const auto &r : ranges) {
+        batch[n++] = {r.start, r.end, r.wholesale ? OOH_RANGE_WHOLESALE : 0u, 0};
+        pages += static_cast<long>((r.end - r.start) / page);
+        if (n == sizeof(batch) / sizeof(batch[0])) {
+            sink(ctx, batch, n);
+            n = 0;
+        }
+    }
+    if (n)
+        sink(ctx, batch, n);
+    return pages;
+}
+
+} // extern "C"
