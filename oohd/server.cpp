@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <type_traits>
 #include <unistd.h>
 
 namespace ooh {
@@ -68,6 +69,46 @@ void refuse(int fd, const Error &why)
     }
 }
 
+wire::Envelope trackReply(uint64_t id, const TrackResult &t)
+{
+    wire::Envelope reply;
+    reply.set_request_id(id);
+    auto *r = reply.mutable_track_reply();
+    r->set_pid(t.pid);
+    r->set_backend(t.backend);
+    r->set_start_time(t.start_time);
+    r->set_epoch(t.epoch);
+    r->set_already_tracked(t.already_tracked);
+    return reply;
+}
+
+wire::Envelope untrackReply(uint64_t id, int32_t pid)
+{
+    wire::Envelope reply;
+    reply.set_request_id(id);
+    reply.mutable_untrack_reply()->set_pid(pid);
+    return reply;
+}
+
+wire::Envelope statsReply(uint64_t id, const StatsResult &s)
+{
+    wire::Envelope reply;
+    reply.set_request_id(id);
+    auto *st = reply.mutable_stats_reply();
+    st->set_pid(s.pid);
+    st->set_backend(s.backend);
+    st->set_epoch(s.epoch);
+    st->set_collects(s.stats.collects);
+    st->set_pages_reported(s.stats.pages_reported);
+    st->set_pages_wholesale(s.stats.pages_wholesale);
+    st->set_last_collect_ns(s.stats.last_collect_ns);
+    st->set_last_collect_pages(s.stats.last_collect_pages);
+    st->set_tracked_since_ns(s.stats.tracked_since_ns);
+    st->set_registered_bytes(s.tracked_bytes);
+    st->set_alive(s.alive);
+    return reply;
+}
+
 // True at most once per kWarnEveryNs for the same *last.
 bool timeToWarn(uint64_t *last)
 {
@@ -81,10 +122,12 @@ bool timeToWarn(uint64_t *last)
 } // namespace
 
 Server::Server(std::vector<std::unique_ptr<Backend>> backends, ServerLimits limits)
-    : limits_(limits)
+    : limits_(limits),
+      sessions_(std::move(backends),
+                SessionLimits{limits.max_sessions, limits.session_root_reserve,
+                              limits.max_sessions_per_uid},
+                *this)
 {
-    for (auto &b : backends)
-        backends_.push_back({std::move(b), {}});
     epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
     spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     handshake_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
@@ -110,20 +153,7 @@ Server::~Server()
         ::unlink(socket_path_.c_str());
 }
 
-void Server::probeBackends()
-{
-    bool have_default = false;
-    for (auto &e : backends_) {
-        e.probe = e.backend->probe();
-        OOH_LOG(kLog, Notice) << "backend " << e.backend->name() << ": "
-                              << (e.probe.available ? "available" : "unavailable") << " ("
-                              << e.probe.reason << ")"
-                              << (e.probe.available && !have_default ? " [default]" : "");
-        have_default |= e.probe.available;
-    }
-    if (!have_default)
-        OOH_LOG(kLog, Warning) << "no backend is available: every track request will fail";
-}
+void Server::probeBackends() { sessions_.probeBackends(); }
 
 Result<void> Server::watch(int fd, uint32_t events, std::function<void(uint32_t)> handler)
 {
@@ -136,6 +166,11 @@ Result<void> Server::watch(int fd, uint32_t events, std::function<void(uint32_t)
     if (handler)
         handlers_[fd] = std::move(handler);
     return {};
+}
+
+Result<void> Server::watch(int fd, std::function<void()> ready)
+{
+    return watch(fd, EPOLLIN, [ready = std::move(ready)](uint32_t) { ready(); });
 }
 
 void Server::unwatch(int fd)
@@ -275,6 +310,7 @@ Result<void> Server::addConnection(UniqueFD fd, const PeerCredentials &peer)
     Connection c;
     c.fd = std::move(fd);
     c.peer = peer;
+    c.serial = next_connection_serial_++;
     if (limits_.handshake_timeout_ms > 0) {
         c.hello_deadline_ns =
             monotonicNs() + static_cast<uint64_t>(limits_.handshake_timeout_ms) * 1000000ull;
@@ -520,12 +556,25 @@ void Server::handle(Connection &c, const wire::Envelope &msg, std::vector<Unique
     switch (msg.body_case()) {
     case wire::Envelope::kTrack:
         return handleTrack(c, id, msg.track(), std::move(passed));
-    case wire::Envelope::kUntrack:
-        return handleUntrack(c, id, msg.untrack());
+    case wire::Envelope::kUntrack: {
+        const int32_t pid = msg.untrack().pid();
+        return sessions_.untrack(c.peer, pid,
+                                 replyTo<void>(c, id, [this, pid](Connection &c, uint64_t id) {
+                                     send(c, untrackReply(id, pid));
+                                 }));
+    }
     case wire::Envelope::kCollect:
-        return handleCollect(c, id, msg.collect());
+        return sessions_.collect(
+            c.peer, msg.collect().pid(), msg.collect().start_time(),
+            replyTo<CollectResult>(c, id, [this](Connection &c, uint64_t id, CollectResult &set) {
+                sendCollect(c, id, set);
+            }));
     case wire::Envelope::kStats:
-        return handleStats(c, id, msg.stats());
+        return sessions_.stats(
+            c.peer, msg.stats().pid(),
+            replyTo<StatsResult>(c, id, [this](Connection &c, uint64_t id, StatsResult &s) {
+                send(c, statsReply(id, s));
+            }));
     case wire::Envelope::kBackends:
         return handleBackends(c, id);
     default:
@@ -536,89 +585,25 @@ void Server::handle(Connection &c, const wire::Envelope &msg, std::vector<Unique
     }
 }
 
-Server::BackendEntry *Server::chooseBackend(const std::string &name, Error *why)
+// Connections are found again by fd and serial: the one that asked may have
+// gone, and its fd may now be another client's.
+template <typename T, typename Encode>
+Done<T> Server::replyTo(Connection &c, uint64_t id, Encode encode)
 {
-    for (auto &e : backends_) {
-        if (!name.empty() && e.backend->name() != name)
-            continue;
-        if (e.probe.available)
-            return &e;
-        if (!name.empty()) {
-            *why = makeError(ENOTSUP, "backend " + name + " is not available: " + e.probe.reason);
-            return nullptr;
+    return [this, fd = c.fd.get(), serial = c.serial, id, encode](Result<T> r) mutable {
+        auto it = connections_.find(fd);
+        if (it == connections_.end() || it->second.serial != serial)
+            return;  // the client left; the answer is dropped
+        Connection &c = it->second;
+        if (!r) {
+            sendError(c, id, r.error(), false);
+            return;
         }
-    }
-    if (!name.empty()) {
-        std::string known;
-        for (auto &e : backends_)
-            known += (known.empty() ? "" : ", ") + std::string(e.backend->name());
-        *why = makeError(EINVAL, "unknown backend '" + name + "' (known: " + known + ")");
-    } else {
-        *why = makeError(ENOTSUP, "no tracking backend is available on this machine (see "
-                                  "`oohctl backends`)");
-    }
-    return nullptr;
-}
-
-namespace {
-
-wire::Envelope trackReply(uint64_t id, const Session &s, bool already_tracked)
-{
-    wire::Envelope reply;
-    reply.set_request_id(id);
-    auto *t = reply.mutable_track_reply();
-    t->set_pid(s.process.pid());
-    t->set_backend(s.backend);
-    t->set_start_time(s.process.startTime());
-    t->set_epoch(s.epoch);
-    t->set_already_tracked(already_tracked);
-    return reply;
-}
-
-} // namespace
-
-
-// Whether uid may start one more session; an empty message if so. Sessions
-// of exited processes are kept only to tell their owner, so they make room
-// first. One user tracking its own processes must not take every slot:
-// each uid but root has a share, and the last slots are kept for root.
-Error Server::sessionLimit(uid_t uid)
-{
-    auto count = [&] {
-        size_t all = 0, mine = 0;
-        for (const auto &[p, s] : sessions_) {
-            all++;
-            mine += s.owner_uid == uid;
-        }
-        return std::pair{all, mine};
+        if constexpr (std::is_void_v<T>)
+            encode(c, id);
+        else
+            encode(c, id, *r);
     };
-    auto [all, mine] = count();
-    const size_t shared = limits_.max_sessions - std::min(limits_.session_root_reserve,
-                                                          limits_.max_sessions);
-    if (all >= (uid == 0 ? limits_.max_sessions : shared) ||
-        (uid != 0 && mine >= limits_.max_sessions_per_uid)) {
-        std::vector<pid_t> ended;
-        for (const auto &[p, s] : sessions_)
-            if (s.state != Session::State::Active)
-                ended.push_back(p);
-        for (pid_t p : ended)
-            endSession(p);
-        std::tie(all, mine) = count();
-    }
-    if (uid != 0 && mine >= limits_.max_sessions_per_uid) {
-        OOH_LOG(kLog, Warning) << "uid " << uid << " tracks " << mine
-                               << " processes, its limit: refused one more";
-        return makeError(EUSERS, "uid " + std::to_string(uid) + " already tracks " +
-                                     std::to_string(mine) + " processes, the most oohd allows "
-                                     "one user but root (--max-sessions-per-uid); untrack some");
-    }
-    if (all >= (uid == 0 ? limits_.max_sessions : shared))
-        return makeError(ENOSPC, "oohd tracks " + std::to_string(all) + " processes" +
-                                     (uid == 0 ? ", its limit"
-                                               : "; the remaining " +
-                                                     std::to_string(limits_.max_sessions - shared) +
-                                                     " are kept for root"));
-    return Error{};
 }
 
 void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req,
@@ -637,247 +622,43 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
                          false);
     }
     UniqueFD proof = req.access_proof() ? std::move(passed.back()) : UniqueFD();
-    pid_t pid = req.pid();
-    std::optional<Process> given;
     auto opened = req.by_pidfd() ? Process::fromPidfd(std::move(passed.front()))
-                                 : Process::open(pid);
+                                 : Process::open(req.pid());
     if (!opened) {
         proof.reset();
         return sendError(c, id, opened.error(), false);
     }
-    pid = opened->pid();
-    given = std::move(*opened);
     // Decided on the process as opened (its pidfd), not on a pid that may
     // be reused in between, and by the kernel, not by a copy of its rules.
-    auto allowed = checkAccessProof(c.peer, *given, proof);
+    auto allowed = checkAccessProof(c.peer, *opened, proof);
     proof.reset();
     if (!allowed)
         return sendError(c, id, allowed.error(), false);
-
-    auto existing = sessions_.find(pid);
-    if (existing != sessions_.end()) {
-        Session &s = existing->second;
-        bool same = s.state == Session::State::Active && s.process.isAlive() &&
-                    readStartTime(pid) == s.process.startTime();
-        if (same) {
-            if (!req.backend().empty() && req.backend() != s.backend)
-                return sendError(c, id,
-                                 makeError(EEXIST, "pid " + std::to_string(pid) +
-                                                       " is already tracked with backend " +
-                                                       s.backend + "; untrack it first"),
-                                 false);
-            return send(c, trackReply(id, s, true));
-        }
-        endSession(pid);  // exited, lost or a reused pid: start afresh
-    }
-    if (auto full = sessionLimit(c.peer.uid); !full.message.empty())
-        return sendError(c, id, full, false);
-
-    Error why;
-    BackendEntry *entry = chooseBackend(req.backend(), &why);
-    if (!entry)
-        return sendError(c, id, why, false);
-    auto tracker = entry->backend->track(*given);
-    if (!tracker) {
-        OOH_LOG(kLog, Notice) << "track pid " << pid << " failed: " << tracker.error().message;
-        return sendError(c, id, tracker.error(), false);
-    }
-
-    Session s;
-    s.process = std::move(*given);
-    s.backend = std::string(entry->backend->name());
-    s.tracker = std::move(*tracker);
-    s.owner_uid = c.peer.uid;
-    s.stats.tracked_since_ns = monotonicNs();
-    auto [it, inserted] = sessions_.emplace(pid, std::move(s));
-    Session &session = it->second;
-    auto w = watch(session.process.pidfd(), EPOLLIN, [this, pid](uint32_t) { markExited(pid); });
-    if (w && session.tracker->eventFd() >= 0) {
-        int efd = session.tracker->eventFd();
-        w = watch(efd, EPOLLIN, [this, pid](uint32_t) {
-            auto s = sessions_.find(pid);
-            if (s == sessions_.end() || !s->second.tracker)
-                return;
-            auto r = s->second.tracker->handleEvents();
-            if (!r)
-                markLost(s->second, r.error().message);
-        });
-    }
-    if (!w) {
-        endSession(pid);
-        return sendError(c, id, w.error(), false);
-    }
-    OOH_LOG(kLog, Notice) << "tracking pid " << pid << " with " << session.backend << " for uid "
-                          << c.peer.uid;
-    send(c, trackReply(id, session, false));
+    sessions_.track(c.peer, std::move(*opened), req.backend(),
+                    replyTo<TrackResult>(c, id, [this](Connection &c, uint64_t id, TrackResult &t) {
+                        send(c, trackReply(id, t));
+                    }));
 }
 
-Result<Session *> Server::sessionFor(const Connection &c, int32_t pid)
+void Server::sendCollect(Connection &c, uint64_t id, const CollectResult &set)
 {
-    auto it = sessions_.find(pid);
-    if (it == sessions_.end())
-        return makeError(ENOENT, "pid " + std::to_string(pid) +
-                                     " is not tracked (never tracked, untracked, or oohd "
-                                     "restarted and tracking was lost); track it again");
-    Session &s = it->second;
-    // Someone else's session: allowed only to who could have tracked it.
-    if (c.peer.uid != 0 && c.peer.uid != s.owner_uid)
-        return makeError(EPERM, "pid " + std::to_string(pid) + " is tracked by uid " +
-                                    std::to_string(s.owner_uid) + "; uid " +
-                                    std::to_string(c.peer.uid) + " may not use that session");
-    if (s.state == Session::State::Active) {
-        if (auto ok = checkPeerMayTrace(c.peer, pid); !ok && ok.error().code == EPERM)
-            return ok.takeError();
-    }
-    return &s;
-}
-
-void Server::endSession(pid_t pid)
-{
-    auto it = sessions_.find(pid);
-    if (it == sessions_.end())
-        return;
-    if (it->second.tracker && it->second.tracker->eventFd() >= 0)
-        unwatch(it->second.tracker->eventFd());
-    unwatch(it->second.process.pidfd());
-    sessions_.erase(it);
-}
-
-void Server::markExited(pid_t pid)
-{
-    auto it = sessions_.find(pid);
-    if (it == sessions_.end())
-        return;
-    Session &s = it->second;
-    OOH_LOG(kLog, Info) << "tracked pid " << pid << " exited";
-    if (s.tracker && s.tracker->eventFd() >= 0)
-        unwatch(s.tracker->eventFd());
-    unwatch(s.process.pidfd());
-    s.tracker.reset();  // releases the userfaultfd and /proc handles now
-    s.state = Session::State::Exited;
-}
-
-void Server::markLost(Session &s, const std::string &reason)
-{
-    OOH_LOG(kLog, Warning) << "pid " << s.process.pid() << ": tracking lost: " << reason;
-    if (s.tracker && s.tracker->eventFd() >= 0)
-        unwatch(s.tracker->eventFd());
-    s.tracker.reset();
-    s.state = Session::State::Lost;
-    s.lost_reason = reason;
-}
-
-void Server::handleUntrack(Connection &c, uint64_t id, const wire::UntrackRequest &req)
-{
-    auto s = sessionFor(c, req.pid());
-    if (!s)
-        return sendError(c, id, s.error(), false);
-    endSession(req.pid());
-    OOH_LOG(kLog, Notice) << "untracked pid " << req.pid();
-    wire::Envelope reply;
-    reply.set_request_id(id);
-    reply.mutable_untrack_reply()->set_pid(req.pid());
-    send(c, reply);
-}
-
-void Server::handleCollect(Connection &c, uint64_t id, const wire::CollectRequest &req)
-{
-    pid_t pid = req.pid();
-    auto found = sessionFor(c, pid);
-    if (!found)
-        return sendError(c, id, found.error(), false);
-    Session &s = **found;
-    if (req.start_time() != 0 && req.start_time() != s.process.startTime())
-        return sendError(c, id,
-                         makeError(ESRCH, "pid " + std::to_string(pid) +
-                                              " is now another process (start time differs)"),
-                         false);
-    if (s.state == Session::State::Active && !s.process.isAlive())
-        markExited(pid);
-    if (s.state == Session::State::Exited) {
-        endSession(pid);
-        return sendError(c, id, makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"),
-                         false);
-    }
-    if (s.state == Session::State::Lost)
-        return sendError(c, id,
-                         makeError(EIO, "tracking of pid " + std::to_string(pid) +
-                                            " was lost (" + s.lost_reason +
-                                            "); untrack and track it again"),
-                         false);
-
-    uint64_t t0 = monotonicNs();
-    std::vector<PageRange> raw;
-    auto r = s.tracker->collect(raw);
-    if (!r) {
-        if (!s.process.isAlive()) {
-            endSession(pid);
-            return sendError(c, id,
-                             makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"),
-                             false);
-        }
-        markLost(s, r.error().message);
-        return sendError(c, id,
-                         makeError(EIO, "tracking of pid " + std::to_string(pid) +
-                                            " was lost: " + r.error().message),
-                         false);
-    }
-    std::vector<PageRange> ranges = normalizeRanges(std::move(raw));
-    const uint64_t page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    uint64_t pages = countPages(ranges, page_size);
-    uint64_t wholesale = 0;
-    for (const auto &x : ranges)
-        if (x.wholesale)
-            wholesale += x.bytes() / page_size;
-    uint64_t epoch = s.epoch++;
-    s.stats.collects++;
-    s.stats.pages_reported += pages;
-    s.stats.pages_wholesale += wholesale;
-    s.stats.last_collect_pages = pages;
-    s.stats.last_collect_ns = monotonicNs() - t0;
-    OOH_LOG(kLog, Debug) << "collect pid " << pid << " epoch " << epoch << ": " << pages
-                         << " pages in " << ranges.size() << " ranges, "
-                         << s.stats.last_collect_ns / 1000 << " us";
-
+    const auto &ranges = set.ranges;
     size_t i = 0;
     do {
         wire::Envelope reply;
         reply.set_request_id(id);
         auto *chunk = reply.mutable_collect_chunk();
-        chunk->set_pid(pid);
-        chunk->set_epoch(epoch);
-        chunk->set_page_size(static_cast<uint32_t>(page_size));
+        chunk->set_pid(set.pid);
+        chunk->set_epoch(set.epoch);
+        chunk->set_page_size(static_cast<uint32_t>(set.page_size));
         chunk->set_total_ranges(ranges.size());
-        chunk->set_total_pages(pages);
+        chunk->set_total_pages(set.pages);
         size_t end = std::min(ranges.size(), i + wire::kMaxRangesPerChunk);
-        wire::encodeRanges(chunk, ranges.data() + i, end - i, page_size);
+        wire::encodeRanges(chunk, ranges.data() + i, end - i, set.page_size);
         i = end;
         chunk->set_last(i == ranges.size());
         send(c, reply);
     } while (i < ranges.size());
-}
-
-void Server::handleStats(Connection &c, uint64_t id, const wire::StatsRequest &req)
-{
-    auto found = sessionFor(c, req.pid());
-    if (!found)
-        return sendError(c, id, found.error(), false);
-    Session &s = **found;
-    wire::Envelope reply;
-    reply.set_request_id(id);
-    auto *st = reply.mutable_stats_reply();
-    st->set_pid(req.pid());
-    st->set_backend(s.backend);
-    st->set_epoch(s.epoch);
-    st->set_collects(s.stats.collects);
-    st->set_pages_reported(s.stats.pages_reported);
-    st->set_pages_wholesale(s.stats.pages_wholesale);
-    st->set_last_collect_ns(s.stats.last_collect_ns);
-    st->set_last_collect_pages(s.stats.last_collect_pages);
-    st->set_tracked_since_ns(s.stats.tracked_since_ns);
-    st->set_registered_bytes(s.tracker ? s.tracker->trackedBytes() : 0);
-    st->set_alive(s.state == Session::State::Active && s.process.isAlive());
-    send(c, reply);
 }
 
 void Server::handleBackends(Connection &c, uint64_t id)
@@ -885,14 +666,12 @@ void Server::handleBackends(Connection &c, uint64_t id)
     wire::Envelope reply;
     reply.set_request_id(id);
     auto *list = reply.mutable_backends_reply();
-    bool have_default = false;
-    for (const auto &e : backends_) {
+    for (const auto &e : sessions_.backends()) {
         auto *b = list->add_backends();
-        b->set_name(std::string(e.backend->name()));
+        b->set_name(e.name);
         b->set_available(e.probe.available);
         b->set_reason(e.probe.reason);
-        b->set_is_default(e.probe.available && !have_default);
-        have_default |= e.probe.available;
+        b->set_is_default(e.is_default);
     }
     send(c, reply);
 }

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// Server: oohd's single-threaded epoll loop. It owns the listening socket,
-// the client connections and every tracking session.
+// Server: oohd's epoll loop. It owns the listening socket and the client
+// connections, decodes requests and encodes replies (a collect's set in
+// chunks); the sessions and backends behind them are the SessionTable's.
 #pragma once
 
+#include "access_proof.h"
 #include "backend.h"
 #include "ooh.pb.h"
-#include "access_proof.h"
 #include "peer_access.h"
 #include "result.h"
-#include "session.h"
+#include "session_table.h"
 #include "unique_fd.h"
 
 #include <deque>
@@ -34,7 +35,7 @@ struct ServerLimits {
     size_t max_sessions_per_uid = 256;    // tracked by each uid but 0
 };
 
-class Server {
+class Server : private FdWatcher {
 public:
     explicit Server(std::vector<std::unique_ptr<Backend>> backends, ServerLimits limits = {});
     ~Server();
@@ -61,19 +62,18 @@ private:
     struct Connection {
         UniqueFD fd;
         PeerCredentials peer;
+        // Tells this connection from a later one that reuses its fd.
+        uint64_t serial = 0;
         bool greeted = false;
         bool closing = false;  // close once the queue is flushed
         bool wants_out = false;  // EPOLLOUT registered: replies are queued
         uint64_t hello_deadline_ns = 0;  // monotonic; closed if not greeted by then
         std::deque<std::string> out;
     };
-    struct BackendEntry {
-        std::unique_ptr<Backend> backend;
-        BackendProbe probe;
-    };
-
     Result<void> watch(int fd, uint32_t events, std::function<void(uint32_t)> handler);
-    void unwatch(int fd);
+    // FdWatcher, for the session table: EPOLLIN only.
+    Result<void> watch(int fd, std::function<void()> ready) override;
+    void unwatch(int fd) override;
 
     void acceptClients();
     bool acceptWithoutFds(int err);
@@ -90,18 +90,12 @@ private:
     void handle(Connection &c, const wire::Envelope &msg, std::vector<UniqueFD> passed);
     void handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &req,
                      std::vector<UniqueFD> passed);
-    Error sessionLimit(uid_t uid);
-    void handleUntrack(Connection &c, uint64_t id, const wire::UntrackRequest &req);
-    void handleCollect(Connection &c, uint64_t id, const wire::CollectRequest &req);
-    void handleStats(Connection &c, uint64_t id, const wire::StatsRequest &req);
     void handleBackends(Connection &c, uint64_t id);
-
-    // The session of pid, if the peer may touch it.
-    Result<Session *> sessionFor(const Connection &c, int32_t pid);
-    void endSession(pid_t pid);
-    void markExited(pid_t pid);
-    void markLost(Session &s, const std::string &reason);
-    BackendEntry *chooseBackend(const std::string &name, Error *why);
+    void sendCollect(Connection &c, uint64_t id, const CollectResult &set);
+    // The callback that answers request `id` of `c` once the session table
+    // has: the reply is encoded by `encode(c, result)`, or is the error.
+    template <typename T, typename Encode>
+    Done<T> replyTo(Connection &c, uint64_t id, Encode encode);
 
     UniqueFD epoll_;
     UniqueFD signal_fd_;
@@ -119,10 +113,11 @@ private:
     uint64_t fds_warned_ns_ = 0;
     std::string socket_path_;  // unlinked at exit when we created it
     bool running_ = false;
-    std::vector<BackendEntry> backends_;
     std::unordered_map<int, std::function<void(uint32_t)>> handlers_;
     std::unordered_map<int, Connection> connections_;
-    std::map<pid_t, Session> sessions_;
+    uint64_t next_connection_serial_ = 1;
+    // Last: destroyed first, while the loop it watches through still exists.
+    SessionTable sessions_;
 };
 
 } // namespace ooh

@@ -3,12 +3,12 @@
 #pragma once
 
 #include "backend.h"
-#include "peer_access.h"
 #include "process.h"
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <sys/types.h>
 
 namespace ooh {
 
@@ -24,6 +24,9 @@ struct SessionStats {
 struct Session {
     enum class State { Active, Exited, Lost };
 
+    // Names this session and no other, of this oohd or of an earlier one
+    // (random): a client that saw it can tell a session that was replaced.
+    uint64_t id = 0;
     Process process;
     std::string backend;
     std::unique_ptr<Tracker> tracker;

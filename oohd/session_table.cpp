@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: Apache-2.0
+// Implementation of oohd/session_table.h.
+#include "session_table.h"
+
+#include "log.h"
+
+#include <algorithm>
+#include <ctime>
+#include <sys/random.h>
+#include <unistd.h>
+
+namespace ooh {
+
+namespace {
+
+constexpr const char *kLog = "sessions";
+
+uint64_t monotonicNs()
+{
+    struct timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+} // namespace
+
+SessionTable::SessionTable(std::vector<std::unique_ptr<Backend>> backends, SessionLimits limits,
+                           FdWatcher &watcher)
+    : limits_(limits), watcher_(watcher)
+{
+    for (auto &b : backends)
+        backends_.push_back({std::move(b), {}});
+}
+
+SessionTable::~SessionTable()
+{
+    std::vector<pid_t> pids;
+    for (const auto &[pid, s] : sessions_)
+        pids.push_back(pid);
+    for (pid_t pid : pids)
+        endSession(pid);
+}
+
+void SessionTable::probeBackends()
+{
+    bool have_default = false;
+    for (auto &e : backends_) {
+        e.probe = e.backend->probe();
+        OOH_LOG(kLog, Notice) << "backend " << e.backend->name() << ": "
+                              << (e.probe.available ? "available" : "unavailable") << " ("
+                              << e.probe.reason << ")"
+                              << (e.probe.available && !have_default ? " [default]" : "");
+        have_default |= e.probe.available;
+    }
+    if (!have_default)
+        OOH_LOG(kLog, Warning) << "no backend is available: every track request will fail";
+}
+
+std::vector<BackendStatus> SessionTable::backends()
+{
+    std::vector<BackendStatus> list;
+    bool have_default = false;
+    for (const auto &e : backends_) {
+        list.push_back({std::string(e.backend->name()), e.probe,
+                        e.probe.available && !have_default});
+        have_default |= e.probe.available;
+    }
+    return list;
+}
+
+SessionTable::BackendEntry *SessionTable::chooseBackend(const std::string &name, Error *why)
+{
+    for (auto &e : backends_) {
+        if (!name.empty() && e.backend->name() != name)
+            continue;
+        if (e.probe.available)
+            return &e;
+        if (!name.empty()) {
+            *why = makeError(ENOTSUP, "backend " + name + " is not available: " + e.probe.reason);
+            return nullptr;
+        }
+    }
+    if (!name.empty()) {
+        std::string known;
+        for (auto &e : backends_)
+            known += (known.empty() ? "" : ", ") + std::string(e.backend->name());
+        *why = makeError(EINVAL, "unknown backend '" + name + "' (known: " + known + ")");
+    } else {
+        *why = makeError(ENOTSUP, "no tracking backend is available on this machine (see "
+                                  "`oohctl backends`)");
+    }
+    return nullptr;
+}
+
+uint64_t SessionTable::newSessionId() const
+{
+    // Random rather than counted: a restarted oohd must not hand out an id
+    // that a client recorded from the previous one (the CRIU plugin keeps
+    // it in the images to prove a chain unbroken).
+    for (;;) {
+        uint64_t id = 0;
+        if (::getrandom(&id, sizeof(id), GRND_NONBLOCK) != sizeof(id))
+            id = monotonicNs() ^ (static_cast<uint64_t>(::getpid()) << 40);
+        bool taken = id == 0 || std::any_of(sessions_.begin(), sessions_.end(),
+                                            [id](const auto &p) { return p.second.id == id; });
+        if (!taken)
+            return id;
+    }
+}
+
+TrackResult SessionTable::trackResult(const Session &s, bool already_tracked) const
+{
+    TrackResult t;
+    t.pid = s.process.pid();
+    t.session_id = s.id;
+    t.backend = s.backend;
+    t.start_time = s.process.startTime();
+    t.epoch = s.epoch;
+    t.already_tracked = already_tracked;
+    return t;
+}
+
+// Sessions of exited processes are kept only to tell their owner, so they
+// make room first. One user tracking its own processes must not take every
+// slot: each uid but root has a share, and the last slots are kept for root.
+Result<void> SessionTable::checkQuota(uid_t uid)
+{
+    auto count = [&] {
+        size_t all = 0, mine = 0;
+        for (const auto &[p, s] : sessions_) {
+            all++;
+            mine += s.owner_uid == uid;
+        }
+        return std::pair{all, mine};
+    };
+    auto [all, mine] = count();
+    const size_t shared =
+        limits_.max_sessions - std::min(limits_.root_reserve, limits_.max_sessions);
+    if (all >= (uid == 0 ? limits_.max_sessions : shared) ||
+        (uid != 0 && mine >= limits_.max_per_uid)) {
+        std::vector<pid_t> ended;
+        for (const auto &[p, s] : sessions_)
+            if (s.state != Session::State::Active)
+                ended.push_back(p);
+        for (pid_t p : ended)
+            endSession(p);
+        std::tie(all, mine) = count();
+    }
+    if (uid != 0 && mine >= limits_.max_per_uid) {
+        OOH_LOG(kLog, Warning) << "uid " << uid << " tracks " << mine
+                               << " processes, its limit: refused one more";
+        return makeError(EUSERS, "uid " + std::to_string(uid) + " already tracks " +
+                                     std::to_string(mine) + " processes, the most oohd allows "
+                                     "one user but root (--max-sessions-per-uid); untrack some");
+    }
+    if (all >= (uid == 0 ? limits_.max_sessions : shared))
+        return makeError(ENOSPC, "oohd tracks " + std::to_string(all) + " processes" +
+                                     (uid == 0 ? ", its limit"
+                                               : "; the remaining " +
+                                                     std::to_string(limits_.max_sessions - shared) +
+                                                     " are kept for root"));
+    return {};
+}
+
+void SessionTable::track(const PeerCredentials &client, Process target,
+                         const std::string &backend, Done<TrackResult> done)
+{
+    const pid_t pid = target.pid();
+    auto existing = sessions_.find(pid);
+    if (existing != sessions_.end()) {
+        Session &s = existing->second;
+        bool same = s.state == Session::State::Active && s.process.isAlive() &&
+                    readStartTime(pid) == s.process.startTime();
+        if (same) {
+            if (!backend.empty() && backend != s.backend)
+                return done(makeError(EEXIST, "pid " + std::to_string(pid) +
+                                                  " is already tracked with backend " + s.backend +
+                                                  "; untrack it first"));
+            return done(trackResult(s, true));
+        }
+        endSession(pid);  // exited, lost or a reused pid: start afresh
+    }
+    if (auto room = checkQuota(client.uid); !room)
+        return done(room.takeError());
+
+    Error why;
+    BackendEntry *entry = chooseBackend(backend, &why);
+    if (!entry)
+        return done(why);
+    auto tracker = entry->backend->track(target);
+    if (!tracker) {
+        OOH_LOG(kLog, Notice) << "track pid " << pid << " failed: " << tracker.error().message;
+        return done(tracker.takeError());
+    }
+
+    Session s;
+    s.id = newSessionId();
+    s.process = std::move(target);
+    s.backend = std::string(entry->backend->name());
+    s.tracker = std::move(*tracker);
+    s.owner_uid = client.uid;
+    s.stats.tracked_since_ns = monotonicNs();
+    Session &session = sessions_.emplace(pid, std::move(s)).first->second;
+    auto w = watcher_.watch(session.process.pidfd(), [this, pid] { markExited(pid); });
+    if (w && session.tracker->eventFd() >= 0)
+        w = watcher_.watch(session.tracker->eventFd(), [this, pid] { onTrackerEvents(pid); });
+    if (!w) {
+        endSession(pid);
+        return done(w.takeError());
+    }
+    OOH_LOG(kLog, Notice) << "tracking pid " << pid << " with " << session.backend << " for uid "
+                          << client.uid;
+    done(trackResult(session, false));
+}
+
+void SessionTable::onTrackerEvents(pid_t pid)
+{
+    auto it = sessions_.find(pid);
+    if (it == sessions_.end() || !it->second.tracker)
+        return;
+    auto r = it->second.tracker->handleEvents();
+    if (!r)
+        markLost(it->second, r.error().message);
+}
+
+Result<Session *> SessionTable::sessionFor(const PeerCredentials &client, pid_t pid)
+{
+    auto it = sessions_.find(pid);
+    if (it == sessions_.end())
+        return makeError(ENOENT, "pid " + std::to_string(pid) +
+                                     " is not tracked (never tracked, untracked, or oohd "
+                                     "restarted and tracking was lost); track it again");
+    Session &s = it->second;
+    // Someone else's session: allowed only to who could have tracked it.
+    if (client.uid != 0 && client.uid != s.owner_uid)
+        return makeError(EPERM, "pid " + std::to_string(pid) + " is tracked by uid " +
+                                    std::to_string(s.owner_uid) + "; uid " +
+                                    std::to_string(client.uid) + " may not use that session");
+    if (s.state == Session::State::Active) {
+        if (auto ok = checkPeerMayTrace(client, pid); !ok && ok.error().code == EPERM)
+            return ok.takeError();
+    }
+    return &s;
+}
+
+void SessionTable::endSession(pid_t pid)
+{
+    auto it = sessions_.find(pid);
+    if (it == sessions_.end())
+        return;
+    if (it->second.tracker && it->second.tracker->eventFd() >= 0)
+        watcher_.unwatch(it->second.tracker->eventFd());
+    watcher_.unwatch(it->second.process.pidfd());
+    sessions_.erase(it);
+}
+
+void SessionTable::markExited(pid_t pid)
+{
+    auto it = sessions_.find(pid);
+    if (it == sessions_.end())
+        return;
+    Session &s = it->second;
+    OOH_LOG(kLog, Info) << "tracked pid " << pid << " exited";
+    if (s.tracker && s.tracker->eventFd() >= 0)
+        watcher_.unwatch(s.tracker->eventFd());
+    watcher_.unwatch(s.process.pidfd());
+    s.tracker.reset();  // releases the userfaultfd and /proc handles now
+    s.state = Session::State::Exited;
+}
+
+void SessionTable::markLost(Session &s, const std::string &reason)
+{
+    OOH_LOG(kLog, Warning) << "pid " << s.process.pid() << ": tracking lost: " << reason;
+    if (s.tracker && s.tracker->eventFd() >= 0)
+        watcher_.unwatch(s.tracker->eventFd());
+    s.tracker.reset();
+    s.state = Session::State::Lost;
+    s.lost_reason = reason;
+}
+
+void SessionTable::untrack(const PeerCredentials &client, pid_t pid, Done<void> done)
+{
+    auto s = sessionFor(client, pid);
+    if (!s)
+        return done(s.takeError());
+    endSession(pid);
+    OOH_LOG(kLog, Notice) << "untracked pid " << pid;
+    done({});
+}
+
+void SessionTable::collect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
+                           Done<CollectResult> done)
+{
+    auto found = sessionFor(client, pid);
+    if (!found)
+        return done(found.takeError());
+    Session &s = **found;
+    if (start_time != 0 && start_time != s.process.startTime())
+        return done(makeError(ESRCH, "pid " + std::to_string(pid) +
+                                         " is now another process (start time differs)"));
+    if (s.state == Session::State::Active && !s.process.isAlive())
+        markExited(pid);
+    if (s.state == Session::State::Exited) {
+        endSession(pid);
+        return done(makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"));
+    }
+    if (s.state == Session::State::Lost)
+        return done(makeError(EIO, "tracking of pid " + std::to_string(pid) + " was lost (" +
+                                       s.lost_reason + "); untrack and track it again"));
+
+    uint64_t t0 = monotonicNs();
+    std::vector<PageRange> raw;
+    auto r = s.tracker->collect(raw);
+    if (!r) {
+        if (!s.process.isAlive()) {
+            endSession(pid);
+            return done(makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"));
+        }
+        markLost(s, r.error().message);
+        return done(makeError(EIO, "tracking of pid " + std::to_string(pid) +
+                                       " was lost: " + r.error().message));
+    }
+    CollectResult out;
+    out.pid = pid;
+    out.ranges = normalizeRanges(std::move(raw));
+    out.page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    out.pages = countPages(out.ranges, out.page_size);
+    uint64_t wholesale = 0;
+    for (const auto &x : out.ranges)
+        if (x.wholesale)
+            wholesale += x.bytes() / out.page_size;
+    out.epoch = s.epoch++;
+    s.stats.collects++;
+    s.stats.pages_reported += out.pages;
+    s.stats.pages_wholesale += wholesale;
+    s.stats.last_collect_pages = out.pages;
+    s.stats.last_collect_ns = monotonicNs() - t0;
+    OOH_LOG(kLog, Debug) << "collect pid " << pid << " epoch " << out.epoch << ": " << out.pages
+                         << " pages in " << out.ranges.size() << " ranges, "
+                         << s.stats.last_collect_ns / 1000 << " us";
+    done(std::move(out));
+}
+
+void SessionTable::stats(const PeerCredentials &client, pid_t pid, Done<StatsResult> done)
+{
+    auto found = sessionFor(client, pid);
+    if (!found)
+        return done(found.takeError());
+    const Session &s = **found;
+    StatsResult st;
+    st.pid = pid;
+    st.session_id = s.id;
+    st.backend = s.backend;
+    st.epoch = s.epoch;
+    st.stats = s.stats;
+    st.tracked_bytes = s.tracker ? s.tracker->trackedBytes() : 0;
+    st.alive = s.state == Session::State::Active && s.process.isAlive();
+    done(std::move(st));
+}
+
+} // namespace ooh
