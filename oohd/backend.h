@@ -46,11 +46,14 @@ public:
     virtual ~Backend() = default;
 
     virtual std::string_view name() const = 0;
-    // Feature probe, run at start-up like CRIU's kerndat. A backend that
-    // was unavailable may probe again when asked to track (the guest
-    // module can be loaded after oohd started).
+    // Feature probe, like CRIU's kerndat. The session table decides when to
+    // probe and keeps the answer: at start-up, and again each time a client
+    // asks for a backend whose last probe said unavailable (the guest
+    // module can be loaded after oohd started). A backend keeps what its
+    // probe found (features, mode) but never probes by itself.
     virtual BackendProbe probe() = 0;
-    // Starts tracking `target`; the first epoch begins now.
+    // Starts tracking `target`; the first epoch begins now. Fails (with
+    // the probe's reason) unless the last probe said available.
     virtual Result<std::unique_ptr<Tracker>> track(const Process &target) = 0;
 };
 

@@ -56,14 +56,29 @@ void SessionTable::probeBackends()
         OOH_LOG(kLog, Warning) << "no backend is available: every track request will fail";
 }
 
+bool SessionTable::isAvailable(BackendEntry &e)
+{
+    if (e.probe.available)
+        return true;
+    // What was missing may have come since (the guest module, loaded
+    // after oohd started). Probes are cheap and touch no target. An
+    // available backend is never probed again, so no probe runs while
+    // that backend tracks.
+    e.probe = e.backend->probe();
+    if (e.probe.available)
+        OOH_LOG(kLog, Notice) << "backend " << e.backend->name() << " is available now ("
+                              << e.probe.reason << ")";
+    return e.probe.available;
+}
+
 std::vector<BackendStatus> SessionTable::backends()
 {
     std::vector<BackendStatus> list;
     bool have_default = false;
-    for (const auto &e : backends_) {
-        list.push_back({std::string(e.backend->name()), e.probe,
-                        e.probe.available && !have_default});
-        have_default |= e.probe.available;
+    for (auto &e : backends_) {
+        const bool available = isAvailable(e);
+        list.push_back({std::string(e.backend->name()), e.probe, available && !have_default});
+        have_default |= available;
     }
     return list;
 }
@@ -73,7 +88,7 @@ SessionTable::BackendEntry *SessionTable::chooseBackend(const std::string &name,
     for (auto &e : backends_) {
         if (!name.empty() && e.backend->name() != name)
             continue;
-        if (e.probe.available)
+        if (isAvailable(e))
             return &e;
         if (!name.empty()) {
             *why = makeError(ENOTSUP, "backend " + name + " is not available: " + e.probe.reason);

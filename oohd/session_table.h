@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // SessionTable: oohd's tracking sessions, the backends with the one cache of
-// their probes, and each uid's share of sessions. It knows no sockets and no
+// their probes (see Backend::probe), and each uid's share of sessions. It knows no sockets and no
 // protobuf: the server decodes a request, asks here, and encodes the answer.
 #pragma once
 
@@ -86,6 +86,7 @@ public:
     // Runs every backend's feature probe and logs the outcome.
     void probeBackends();
     // Every backend, what its probe found, and which one is the default.
+    // A backend that was unavailable is probed again first.
     std::vector<BackendStatus> backends();
 
     // Starts tracking `target` for `client` (who may track it was decided
@@ -111,6 +112,9 @@ private:
     Result<Session *> sessionFor(const PeerCredentials &client, pid_t pid);
     // Whether uid may start one more session (sessions that ended make room).
     Result<void> checkQuota(uid_t uid);
+    // Whether e is available, probing it again if its last probe said not.
+    bool isAvailable(BackendEntry &e);
+    // The backend called `name`, or the first available one if empty.
     BackendEntry *chooseBackend(const std::string &name, Error *why);
     uint64_t newSessionId() const;
     TrackResult trackResult(const Session &s, bool already_tracked) const;

@@ -279,7 +279,6 @@ std::string oohUioDevicePath(unsigned index)
 
 BackendProbe OohBackend::probe()
 {
-    probed_ = true;
     available_ = false;
     struct stat st;
     if (::stat(OOH_CTL_DEVICE, &st) != 0) {
@@ -328,9 +327,6 @@ BackendProbe OohBackend::probe()
 
 Result<std::unique_ptr<Tracker>> OohBackend::track(const Process &target)
 {
-    // The module may have been loaded since the daemon's start-up probe.
-    if (!probed_ || !available_)
-        probe();
     if (!available_)
         return makeError(ENODEV, "ooh backend unavailable: " + reason_);
     auto tracker = std::make_unique<OohTracker>(target.pid(), mode_);

@@ -26,10 +26,10 @@ public:
 
 private:
     Mode requested_;
-    Mode mode_ = Mode::Auto;  // resolved by probe()
-    bool probed_ = false;
+    // What the last probe found.
+    Mode mode_ = Mode::Auto;
     bool available_ = false;
-    std::string reason_;
+    std::string reason_ = "not probed";
 };
 
 // Finds /dev/uioN for a UIO index, checking sysfs says it is our ring.

@@ -289,7 +289,6 @@ std::vector<PageRange> newMappingRanges(const std::vector<MapEntry> &before,
 
 BackendProbe SoftDirtyBackend::probe()
 {
-    probed_ = true;
     available_ = false;
     const uint64_t ps = pageSize();
     void *page = ::mmap(nullptr, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -328,8 +327,6 @@ BackendProbe SoftDirtyBackend::probe()
 
 Result<std::unique_ptr<Tracker>> SoftDirtyBackend::track(const Process &target)
 {
-    if (!probed_)
-        probe();
     if (!available_)
         return makeError(ENOTSUP, "soft-dirty is not available on this kernel");
     UniqueFD pagemap(::open(target.procPath("pagemap").c_str(), O_RDONLY | O_CLOEXEC));

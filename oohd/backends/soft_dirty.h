@@ -20,7 +20,7 @@ public:
     Result<std::unique_ptr<Tracker>> track(const Process &target) override;
 
 private:
-    bool probed_ = false;
+    // What the last probe found.
     bool available_ = false;
     bool pagemap_scan_ = false;  // PAGEMAP_SCAN knows PAGE_IS_SOFT_DIRTY
 };

@@ -113,6 +113,7 @@ std::string kernelRelease()
 
 BackendProbe UffdWpBackend::probe()
 {
+    features_ = 0;  // until the self-test passes: track() refuses
     BackendProbe p;
     UniqueFD uffd(static_cast<int>(
         ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
@@ -134,7 +135,7 @@ BackendProbe UffdWpBackend::probe()
                    " lacks async userfaultfd write-protect (UFFD_FEATURE_WP_ASYNC, Linux >= 6.7)";
         return p;
     }
-    features_ = api.features & kWantedFeatures;
+    const uint64_t features = api.features & kWantedFeatures;
 
     // End-to-end self-test on our own memory: arm, write one page, scan.
     UniqueFD self_uffd(static_cast<int>(
@@ -180,6 +181,7 @@ BackendProbe UffdWpBackend::probe()
         p.reason = failure;
         return p;
     }
+    features_ = features;
     p.available = true;
     p.reason = "userfaultfd async write-protect + PAGEMAP_SCAN on Linux " + kernelRelease() +
                ((features_ & UFFD_FEATURE_EVENT_REMOVE) ? ", discard events" : "");
