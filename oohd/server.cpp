@@ -3,7 +3,6 @@
 #include "server.h"
 
 #include "config.h"
-#include "inject/remote_syscall.h"
 #include "log.h"
 #include "process.h"
 #include "wire.h"
@@ -122,13 +121,12 @@ bool timeToWarn(uint64_t *last)
 } // namespace
 
 Server::Server(std::vector<std::unique_ptr<Backend>> backends, ServerLimits limits)
-    : limits_(limits),
+    : epoll_(::epoll_create1(EPOLL_CLOEXEC)), limits_(limits),
       sessions_(std::move(backends),
                 SessionLimits{limits.max_sessions, limits.session_root_reserve,
                               limits.max_sessions_per_uid},
                 *this)
 {
-    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
     spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     handshake_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     if (auto r = watch(handshake_timer_.get(), EPOLLIN, [this](uint32_t) { closeSilentClients(); });
@@ -383,19 +381,39 @@ void Server::closeSilentClients()
         armHandshakeTimer(next);
 }
 
-void Server::onConnectionReady(int fd, uint32_t events)
+Server::Connection *Server::findConnection(int fd, uint64_t serial)
 {
     auto it = connections_.find(fd);
-    if (it == connections_.end())
+    if (it == connections_.end() || (serial != 0 && it->second.serial != serial))
+        return nullptr;
+    return &it->second;
+}
+
+void Server::onConnectionReady(int fd, uint32_t events)
+{
+    Connection *c = findConnection(fd);
+    if (!c)
         return;
-    Connection &c = it->second;
+    const uint64_t serial = c->serial;
     if (events & EPOLLOUT)
-        flush(c);
-    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c.closing) {
+        flush(*c);
+    // Input is not watched while a request waits for its answer, but a
+    // hang-up is always reported: the client left, and its answer will be
+    // dropped.
+    if ((events & (EPOLLHUP | EPOLLERR)) && c->waiting) {
+        closeConnection(fd);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         std::vector<char> buf(wire::kMaxMessageBytes + 1);
         // A bounded number of requests per wake-up keeps one client from
         // starving the others.
-        for (int i = 0; i < 64 && !c.closing; ++i) {
+        for (int i = 0; i < 64; ++i) {
+            // handle() may have answered and closed the connection, or left
+            // the request with the session table: one request at a time.
+            c = findConnection(fd, serial);
+            if (!c || c->closing || c->waiting)
+                break;
             // A Track request may carry its pidfd and access proof
             // (SCM_RIGHTS); a client may attach any number to anything, and
             // every fd received is owned by `passed` from here, so unused
@@ -436,15 +454,15 @@ void Server::onConnectionReady(int fd, uint32_t events)
             }
             auto msg = wire::decode(buf.data(), static_cast<size_t>(n));
             if (!msg) {
-                OOH_LOG(kLog, Info) << "client pid " << c.peer.pid << ": " << msg.error().message
+                OOH_LOG(kLog, Info) << "client pid " << c->peer.pid << ": " << msg.error().message
                                     << "; closing its connection";
-                sendError(c, 0, msg.error(), true);
+                sendError(*c, 0, msg.error(), true);
                 break;
             }
             if (passed.size() > kFdsSeenPerPacket || fds_truncated) {
                 const size_t count = passed.size();
                 passed.clear();  // closed before the client hears back
-                sendError(c, msg->request_id(),
+                sendError(*c, msg->request_id(),
                           makeError(EINVAL, "a request carries at most two file descriptors (a "
                                             "Track request's pidfd and /proc/PID/mem); this one "
                                             "carried " +
@@ -453,11 +471,40 @@ void Server::onConnectionReady(int fd, uint32_t events)
                           false);
                 continue;
             }
-            handle(c, *msg, std::move(passed));
+            handle(*c, *msg, std::move(passed));
         }
     }
-    if (connections_.count(fd) && c.closing && c.out.empty())
-        closeConnection(fd);
+    if ((c = findConnection(fd, serial)))
+        settle(*c);
+}
+
+void Server::settle(Connection &c)
+{
+    updateInterest(c);
+    if (c.closing && c.out.empty())
+        closeConnection(c.fd.get());
+}
+
+void Server::updateInterest(Connection &c)
+{
+    // Requests are read one at a time (see handle()), replies are sent as
+    // room allows: one epoll_ctl per change, not per message.
+    uint32_t events = 0;
+    if (!c.waiting && !c.closing)
+        events |= EPOLLIN;
+    if (!c.out.empty())
+        events |= EPOLLOUT;
+    if (events == c.events)
+        return;
+    if (auto r = watch(c.fd.get(), events, nullptr); !r) {
+        // Queued replies would never be sent: drop the client, not a reply.
+        OOH_LOG(kLog, Warning) << "client pid " << c.peer.pid << ": " << r.error().message
+                               << "; closing its connection";
+        c.out.clear();
+        c.closing = true;
+        return;
+    }
+    c.events = events;
 }
 
 void Server::flush(Connection &c)
@@ -474,20 +521,7 @@ void Server::flush(Connection &c)
         }
         c.out.pop_front();
     }
-    // Ask for EPOLLOUT only while replies wait for room: one epoll_ctl per
-    // change, not per reply.
-    bool wants_out = !c.out.empty();
-    if (wants_out == c.wants_out)
-        return;
-    if (auto r = watch(c.fd.get(), wants_out ? EPOLLIN | EPOLLOUT : EPOLLIN, nullptr); !r) {
-        // Queued replies would never be sent: drop the client, not a reply.
-        OOH_LOG(kLog, Warning) << "client pid " << c.peer.pid << ": " << r.error().message
-                               << "; closing its connection";
-        c.out.clear();
-        c.closing = true;
-        return;
-    }
-    c.wants_out = wants_out;
+    updateInterest(c);
 }
 
 void Server::send(Connection &c, const wire::Envelope &msg)
@@ -590,19 +624,19 @@ void Server::handle(Connection &c, const wire::Envelope &msg, std::vector<Unique
 template <typename T, typename Encode>
 Done<T> Server::replyTo(Connection &c, uint64_t id, Encode encode)
 {
+    c.waiting = true;
     return [this, fd = c.fd.get(), serial = c.serial, id, encode](Result<T> r) mutable {
-        auto it = connections_.find(fd);
-        if (it == connections_.end() || it->second.serial != serial)
+        Connection *c = findConnection(fd, serial);
+        if (!c)
             return;  // the client left; the answer is dropped
-        Connection &c = it->second;
-        if (!r) {
-            sendError(c, id, r.error(), false);
-            return;
-        }
-        if constexpr (std::is_void_v<T>)
-            encode(c, id);
+        c->waiting = false;
+        if (!r)
+            sendError(*c, id, r.error(), false);
+        else if constexpr (std::is_void_v<T>)
+            encode(*c, id);
         else
-            encode(c, id, *r);
+            encode(*c, id, *r);
+        settle(*c);
     };
 }
 
@@ -678,9 +712,6 @@ void Server::handleBackends(Connection &c, uint64_t id)
 
 Result<void> Server::runOnce(int timeout_ms)
 {
-    // Threads that did not stop for an injection are detached once they do.
-    if (reapStrayTracees() > 0 && (timeout_ms < 0 || timeout_ms > 100))
-        timeout_ms = 100;
     struct epoll_event events[64];
     int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
     if (n < 0) {

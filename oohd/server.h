@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// Server: oohd's epoll loop. It owns the listening socket and the client
-// connections, decodes requests and encodes replies (a collect's set in
-// chunks); the sessions and backends behind them are the SessionTable's.
+// Server: oohd's epoll loop, on one thread. It owns the listening socket
+// and the client connections, decodes requests and encodes replies (a
+// collect's set in chunks); the sessions and backends behind them are the
+// SessionTable's, whose backend work runs on threads of its own (see
+// session_table.h). A connection's requests are read one at a time: the
+// next is read once the previous one is answered, so replies come in the
+// order of the requests, and a client whose request waits for its target
+// holds up no one else.
 #pragma once
 
 #include "access_proof.h"
@@ -18,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <sys/epoll.h>
 #include <unordered_map>
 #include <vector>
 
@@ -66,7 +72,10 @@ private:
         uint64_t serial = 0;
         bool greeted = false;
         bool closing = false;  // close once the queue is flushed
-        bool wants_out = false;  // EPOLLOUT registered: replies are queued
+        // A request waits for the session table's answer: the next one is
+        // not read before (replies come in the order of the requests).
+        bool waiting = false;
+        uint32_t events = EPOLLIN;  // what epoll watches for it
         uint64_t hello_deadline_ns = 0;  // monotonic; closed if not greeted by then
         std::deque<std::string> out;
     };
@@ -81,9 +90,16 @@ private:
     std::optional<Error> refusal(const PeerCredentials &peer);
     void armHandshakeTimer(uint64_t deadline_ns);
     void closeSilentClients();
+    // serial 0: whichever connection has fd now.
+    Connection *findConnection(int fd, uint64_t serial = 0);
     void onConnectionReady(int fd, uint32_t events);
     void closeConnection(int fd);
     void flush(Connection &c);
+    // Watches the fd for what c needs now (input unless waiting or
+    // closing, output while replies are queued).
+    void updateInterest(Connection &c);
+    // updateInterest(), then closes c if it is closing with nothing queued.
+    void settle(Connection &c);
     void send(Connection &c, const wire::Envelope &msg);
     void sendError(Connection &c, uint64_t id, const Error &err, bool fatal);
 
@@ -92,8 +108,10 @@ private:
                      std::vector<UniqueFD> passed);
     void handleBackends(Connection &c, uint64_t id);
     void sendCollect(Connection &c, uint64_t id, const CollectResult &set);
-    // The callback that answers request `id` of `c` once the session table
-    // has: the reply is encoded by `encode(c, result)`, or is the error.
+    // Marks c waiting and returns the callback that answers its request
+    // `id` once the session table has (then or later): the reply is
+    // encoded by `encode(c, id[, result])`, or is the error; c then reads
+    // its next request. Dropped if c has gone meanwhile.
     template <typename T, typename Encode>
     Done<T> replyTo(Connection &c, uint64_t id, Encode encode);
 

@@ -22,17 +22,20 @@ struct SessionStats {
 };
 
 struct Session {
-    enum class State { Active, Exited, Lost };
+    // Starting: its track runs on a worker; no process or tracker yet.
+    enum class State { Starting, Active, Exited, Lost };
 
     // Names this session and no other, of this oohd or of an earlier one
     // (random): a client that saw it can tell a session that was replaced.
     uint64_t id = 0;
     Process process;
     std::string backend;
-    std::unique_ptr<Tracker> tracker;
+    std::unique_ptr<Tracker> tracker;  // null while a worker has it
+    int event_fd = -1;  // the tracker's event fd the loop watches; -1: none
+    bool busy = false;  // its track or a collect runs on a worker
     uid_t owner_uid = 0;
     uint64_t epoch = 1;  // the epoch the next collect closes
-    State state = State::Active;
+    State state = State::Starting;
     std::string lost_reason;
     SessionStats stats;
 };

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -30,10 +31,24 @@ SessionTable::SessionTable(std::vector<std::unique_ptr<Backend>> backends, Sessi
 {
     for (auto &b : backends)
         backends_.push_back({std::move(b), {}});
+    if (workers_.eventFd() >= 0) {
+        if (auto w = watcher_.watch(workers_.eventFd(), [this] { workers_.runCompletions(); });
+            !w)
+            workers_error_ = makeError(w.error().code, "oohd cannot watch its worker threads (" +
+                                                           w.error().message + "); restart it");
+    }
+    if (workers_error_.code)
+        OOH_LOG(kLog, Error) << workers_error_.message;
 }
 
 SessionTable::~SessionTable()
 {
+    // Work in flight owns trackers and processes and calls back into the
+    // table: it ends first.
+    workers_.stop();
+    if (workers_.eventFd() >= 0)
+        watcher_.unwatch(workers_.eventFd());
+    waiting_.clear();
     std::vector<pid_t> pids;
     for (const auto &[pid, s] : sessions_)
         pids.push_back(pid);
@@ -155,7 +170,8 @@ Result<void> SessionTable::checkQuota(uid_t uid)
         (uid != 0 && mine >= limits_.max_per_uid)) {
         std::vector<pid_t> ended;
         for (const auto &[p, s] : sessions_)
-            if (s.state != Session::State::Active)
+            if (s.state != Session::State::Active && s.state != Session::State::Starting &&
+                !s.busy)
                 ended.push_back(p);
         for (pid_t p : ended)
             endSession(p);
@@ -177,10 +193,54 @@ Result<void> SessionTable::checkQuota(uid_t uid)
     return {};
 }
 
+bool SessionTable::isBusy(pid_t pid) const
+{
+    auto it = sessions_.find(pid);
+    return it != sessions_.end() && it->second.busy;
+}
+
+void SessionTable::whenIdle(pid_t pid, std::function<void()> op)
+{
+    if (isBusy(pid)) {
+        waiting_[pid].push_back(std::move(op));
+        return;
+    }
+    op();
+}
+
+void SessionTable::runWaiting(pid_t pid)
+{
+    for (;;) {
+        auto w = waiting_.find(pid);
+        if (w == waiting_.end())
+            return;
+        if (w->second.empty()) {
+            waiting_.erase(w);
+            return;
+        }
+        if (isBusy(pid))
+            return;
+        auto op = std::move(w->second.front());
+        w->second.pop_front();
+        op();  // may start work on pid again, or end its session
+    }
+}
+
 void SessionTable::track(const PeerCredentials &client, Process target,
                          const std::string &backend, Done<TrackResult> done)
 {
     const pid_t pid = target.pid();
+    // std::function wants copies: the process travels by shared pointer.
+    auto held = std::make_shared<Process>(std::move(target));
+    whenIdle(pid, [this, client, held, backend, done = std::move(done)]() mutable {
+        startTrack(client, std::move(held), backend, std::move(done));
+    });
+}
+
+void SessionTable::startTrack(const PeerCredentials &client, std::shared_ptr<Process> target,
+                              const std::string &backend, Done<TrackResult> done)
+{
+    const pid_t pid = target->pid();
     auto existing = sessions_.find(pid);
     if (existing != sessions_.end()) {
         Session &s = existing->second;
@@ -197,41 +257,89 @@ void SessionTable::track(const PeerCredentials &client, Process target,
     }
     if (auto room = checkQuota(client.uid); !room)
         return done(room.takeError());
-
     Error why;
     BackendEntry *entry = chooseBackend(backend, &why);
     if (!entry)
         return done(why);
-    auto tracker = entry->backend->track(target);
-    if (!tracker) {
-        OOH_LOG(kLog, Notice) << "track pid " << pid << " failed: " << tracker.error().message;
-        return done(tracker.takeError());
-    }
+    if (workers_error_.code)
+        return done(workers_error_);
 
-    Session s;
-    s.id = newSessionId();
-    s.process = std::move(target);
-    s.backend = std::string(entry->backend->name());
-    s.tracker = std::move(*tracker);
-    s.owner_uid = client.uid;
-    s.stats.tracked_since_ns = monotonicNs();
-    Session &session = sessions_.emplace(pid, std::move(s)).first->second;
-    auto w = watcher_.watch(session.process.pidfd(), [this, pid] { markExited(pid); });
-    if (w && session.tracker->eventFd() >= 0)
-        w = watcher_.watch(session.tracker->eventFd(), [this, pid] { onTrackerEvents(pid); });
-    if (!w) {
-        endSession(pid);
-        return done(w.takeError());
+    // The session exists from now on (it counts against the quota and
+    // makes later requests for pid wait), without process or tracker.
+    Session placeholder;
+    placeholder.id = newSessionId();
+    placeholder.backend = std::string(entry->backend->name());
+    placeholder.owner_uid = client.uid;
+    placeholder.busy = true;
+    const uint64_t id = placeholder.id;
+    sessions_.emplace(pid, std::move(placeholder));
+
+    struct Job {
+        std::shared_ptr<Process> target;
+        std::optional<Result<std::unique_ptr<Tracker>>> tracker;
+    };
+    auto job = std::make_shared<Job>();
+    job->target = std::move(target);
+    Backend *b = entry->backend.get();
+    auto finish = [this, pid, id, job, client, done] {
+        auto it = sessions_.find(pid);
+        if (it == sessions_.end() || it->second.id != id)
+            return;  // cannot happen: a busy session is never erased
+        Session &s = it->second;
+        s.busy = false;
+        auto &tracker = *job->tracker;
+        if (!tracker) {
+            OOH_LOG(kLog, Notice) << "track pid " << pid << " failed: " << tracker.error().message;
+            sessions_.erase(it);
+            done(tracker.takeError());
+            return runWaiting(pid);
+        }
+        s.process = std::move(*job->target);
+        s.tracker = std::move(*tracker);
+        s.state = Session::State::Active;
+        s.stats.tracked_since_ns = monotonicNs();
+        auto w = watcher_.watch(s.process.pidfd(), [this, pid] { markExited(pid); });
+        if (w)
+            w = watchEvents(s);
+        if (!w) {
+            endSession(pid);
+            done(w.takeError());
+            return runWaiting(pid);
+        }
+        OOH_LOG(kLog, Notice) << "tracking pid " << pid << " with " << s.backend << " for uid "
+                              << client.uid;
+        done(trackResult(s, false));
+        runWaiting(pid);
+    };
+    auto started = workers_.run([job, b] { job->tracker = b->track(*job->target); }, finish);
+    if (!started) {
+        sessions_.erase(pid);
+        done(started.takeError());
+        runWaiting(pid);
     }
-    OOH_LOG(kLog, Notice) << "tracking pid " << pid << " with " << session.backend << " for uid "
-                          << client.uid;
-    done(trackResult(session, false));
+}
+
+Result<void> SessionTable::watchEvents(Session &s)
+{
+    if (!s.tracker || s.tracker->eventFd() < 0)
+        return {};
+    const pid_t pid = s.process.pid();
+    OOH_TRY(watcher_.watch(s.tracker->eventFd(), [this, pid] { onTrackerEvents(pid); }));
+    s.event_fd = s.tracker->eventFd();
+    return {};
+}
+
+void SessionTable::unwatchEvents(Session &s)
+{
+    if (s.event_fd >= 0)
+        watcher_.unwatch(s.event_fd);
+    s.event_fd = -1;
 }
 
 void SessionTable::onTrackerEvents(pid_t pid)
 {
     auto it = sessions_.find(pid);
-    if (it == sessions_.end() || !it->second.tracker)
+    if (it == sessions_.end() || !it->second.tracker || it->second.busy)
         return;
     auto r = it->second.tracker->handleEvents();
     if (!r)
@@ -263,9 +371,10 @@ void SessionTable::endSession(pid_t pid)
     auto it = sessions_.find(pid);
     if (it == sessions_.end())
         return;
-    if (it->second.tracker && it->second.tracker->eventFd() >= 0)
-        watcher_.unwatch(it->second.tracker->eventFd());
-    watcher_.unwatch(it->second.process.pidfd());
+    Session &s = it->second;
+    unwatchEvents(s);
+    if (s.process.pidfd() >= 0)
+        watcher_.unwatch(s.process.pidfd());
     sessions_.erase(it);
 }
 
@@ -276,8 +385,7 @@ void SessionTable::markExited(pid_t pid)
         return;
     Session &s = it->second;
     OOH_LOG(kLog, Info) << "tracked pid " << pid << " exited";
-    if (s.tracker && s.tracker->eventFd() >= 0)
-        watcher_.unwatch(s.tracker->eventFd());
+    unwatchEvents(s);
     watcher_.unwatch(s.process.pidfd());
     s.tracker.reset();  // releases the userfaultfd and /proc handles now
     s.state = Session::State::Exited;
@@ -286,8 +394,7 @@ void SessionTable::markExited(pid_t pid)
 void SessionTable::markLost(Session &s, const std::string &reason)
 {
     OOH_LOG(kLog, Warning) << "pid " << s.process.pid() << ": tracking lost: " << reason;
-    if (s.tracker && s.tracker->eventFd() >= 0)
-        watcher_.unwatch(s.tracker->eventFd());
+    unwatchEvents(s);
     s.tracker.reset();
     s.state = Session::State::Lost;
     s.lost_reason = reason;
@@ -295,16 +402,26 @@ void SessionTable::markLost(Session &s, const std::string &reason)
 
 void SessionTable::untrack(const PeerCredentials &client, pid_t pid, Done<void> done)
 {
-    auto s = sessionFor(client, pid);
-    if (!s)
-        return done(s.takeError());
-    endSession(pid);
-    OOH_LOG(kLog, Notice) << "untracked pid " << pid;
-    done({});
+    whenIdle(pid, [this, client, pid, done = std::move(done)] {
+        auto s = sessionFor(client, pid);
+        if (!s)
+            return done(s.takeError());
+        endSession(pid);
+        OOH_LOG(kLog, Notice) << "untracked pid " << pid;
+        done({});
+    });
 }
 
 void SessionTable::collect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
                            Done<CollectResult> done)
+{
+    whenIdle(pid, [this, client, pid, start_time, done = std::move(done)]() mutable {
+        startCollect(client, pid, start_time, std::move(done));
+    });
+}
+
+void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
+                                Done<CollectResult> done)
 {
     auto found = sessionFor(client, pid);
     if (!found)
@@ -322,55 +439,101 @@ void SessionTable::collect(const PeerCredentials &client, pid_t pid, uint64_t st
     if (s.state == Session::State::Lost)
         return done(makeError(EIO, "tracking of pid " + std::to_string(pid) + " was lost (" +
                                        s.lost_reason + "); untrack and track it again"));
+    if (workers_error_.code)
+        return done(workers_error_);
 
-    uint64_t t0 = monotonicNs();
-    std::vector<PageRange> raw;
-    auto r = s.tracker->collect(raw);
-    if (!r) {
-        if (!s.process.isAlive()) {
-            endSession(pid);
-            return done(makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"));
+    struct Job {
+        std::unique_ptr<Tracker> tracker;
+        Result<void> result;
+        std::vector<PageRange> ranges;  // normalised
+        uint64_t ns = 0;
+    };
+    auto job = std::make_shared<Job>();
+    job->tracker = std::move(s.tracker);
+    unwatchEvents(s);
+    s.busy = true;
+    const uint64_t id = s.id;
+    auto finish = [this, pid, id, job, done] {
+        auto it = sessions_.find(pid);
+        if (it == sessions_.end() || it->second.id != id)
+            return;  // cannot happen: a busy session is never erased
+        Session &s = it->second;
+        s.busy = false;
+        // Exited meanwhile: the tracker is not given back (it dies here).
+        if (s.state == Session::State::Active)
+            s.tracker = std::move(job->tracker);
+        job->tracker.reset();
+        if (!job->result) {
+            const std::string why = job->result.error().message;
+            if (!s.process.isAlive()) {
+                endSession(pid);
+                done(makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"));
+            } else {
+                markLost(s, why);
+                done(makeError(EIO,
+                               "tracking of pid " + std::to_string(pid) + " was lost: " + why));
+            }
+            return runWaiting(pid);
         }
-        markLost(s, r.error().message);
-        return done(makeError(EIO, "tracking of pid " + std::to_string(pid) +
-                                       " was lost: " + r.error().message));
+        if (auto w = watchEvents(s); !w)
+            markLost(s, "cannot watch its events: " + w.error().message);
+        CollectResult out;
+        out.pid = pid;
+        out.ranges = std::move(job->ranges);
+        out.page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+        out.pages = countPages(out.ranges, out.page_size);
+        uint64_t wholesale = 0;
+        for (const auto &x : out.ranges)
+            if (x.wholesale)
+                wholesale += x.bytes() / out.page_size;
+        out.epoch = s.epoch++;
+        s.stats.collects++;
+        s.stats.pages_reported += out.pages;
+        s.stats.pages_wholesale += wholesale;
+        s.stats.last_collect_pages = out.pages;
+        s.stats.last_collect_ns = job->ns;
+        OOH_LOG(kLog, Debug) << "collect pid " << pid << " epoch " << out.epoch << ": "
+                             << out.pages << " pages in " << out.ranges.size() << " ranges, "
+                             << s.stats.last_collect_ns / 1000 << " us";
+        done(std::move(out));
+        runWaiting(pid);
+    };
+    auto work = [job] {
+        uint64_t t0 = monotonicNs();
+        std::vector<PageRange> raw;
+        job->result = job->tracker->collect(raw);
+        if (job->result)
+            job->ranges = normalizeRanges(std::move(raw));
+        job->ns = monotonicNs() - t0;
+    };
+    auto started = workers_.run(work, finish);
+    if (!started) {
+        s.busy = false;
+        s.tracker = std::move(job->tracker);
+        if (auto w = watchEvents(s); !w)
+            markLost(s, "cannot watch its events: " + w.error().message);
+        done(started.takeError());
+        runWaiting(pid);
     }
-    CollectResult out;
-    out.pid = pid;
-    out.ranges = normalizeRanges(std::move(raw));
-    out.page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    out.pages = countPages(out.ranges, out.page_size);
-    uint64_t wholesale = 0;
-    for (const auto &x : out.ranges)
-        if (x.wholesale)
-            wholesale += x.bytes() / out.page_size;
-    out.epoch = s.epoch++;
-    s.stats.collects++;
-    s.stats.pages_reported += out.pages;
-    s.stats.pages_wholesale += wholesale;
-    s.stats.last_collect_pages = out.pages;
-    s.stats.last_collect_ns = monotonicNs() - t0;
-    OOH_LOG(kLog, Debug) << "collect pid " << pid << " epoch " << out.epoch << ": " << out.pages
-                         << " pages in " << out.ranges.size() << " ranges, "
-                         << s.stats.last_collect_ns / 1000 << " us";
-    done(std::move(out));
 }
 
 void SessionTable::stats(const PeerCredentials &client, pid_t pid, Done<StatsResult> done)
 {
-    auto found = sessionFor(client, pid);
-    if (!found)
-        return done(found.takeError());
-    const Session &s = **found;
-    StatsResult st;
-    st.pid = pid;
-    st.session_id = s.id;
-    st.backend = s.backend;
-    st.epoch = s.epoch;
-    st.stats = s.stats;
-    st.tracked_bytes = s.tracker ? s.tracker->trackedBytes() : 0;
-    st.alive = s.state == Session::State::Active && s.process.isAlive();
-    done(std::move(st));
+    whenIdle(pid, [this, client, pid, done = std::move(done)] {
+        auto found = sessionFor(client, pid);
+        if (!found)
+            return done(found.takeError());
+        const Session &s = **found;
+        StatsResult st;
+        st.pid = pid;
+        st.session_id = s.id;
+        st.backend = s.backend;
+        st.epoch = s.epoch;
+        st.stats = s.stats;
+        st.tracked_bytes = s.tracker ? s.tracker->trackedBytes() : 0;
+        st.alive = s.state == Session::State::Active && s.process.isAlive();
+        done(std::move(st));
+    });
 }
 
 } // namespace ooh

@@ -2,6 +2,32 @@
 // SessionTable: oohd's tracking sessions, the backends with the one cache of
 // their probes (see Backend::probe), and each uid's share of sessions. It knows no sockets and no
 // protobuf: the server decodes a request, asks here, and encodes the answer.
+//
+// Threading. All of it runs on the event loop's thread except the backend
+// work that may wait for a target or scan its page tables: Backend::track()
+// and Tracker::collect() run on Workers threads. What keeps that safe:
+//  1. One piece of work per pid at a time. While a session is busy (its
+//     track or a collect runs on a worker), every other request for that
+//     pid (track, collect, untrack, stats) waits, in arrival order, and
+//     runs once the work is done as if it had just arrived.
+//  2. Ownership moves; nothing is shared. The work owns the Process (track)
+//     or the Tracker (collect) it was given until its completion, on the
+//     loop, gives it back to the session. A busy session has no tracker,
+//     is never erased, and its tracker's event fd is not watched, so
+//     Tracker::handleEvents() (on the loop, non-blocking) never runs during
+//     a collect; collect drains those events itself.
+//  3. The loop may still mark a busy session Exited (its pidfd became
+//     readable); the completion then drops the tracker instead of giving
+//     it back.
+//  4. probe() runs on the loop and only for a backend whose last probe
+//     said unavailable; track() only for an available one. So a probe
+//     never runs during a track of the same backend, while several tracks
+//     of one backend (different pids) may run at once: track() must not
+//     change its backend.
+//  5. Shutdown (the destructor) waits for the work in flight, then drops
+//     the answers not given.
+// A Done callback is called on the loop thread, exactly once: before the
+// request's method returns when no backend work is needed, else later.
 #pragma once
 
 #include "backend.h"
@@ -10,8 +36,10 @@
 #include "process.h"
 #include "result.h"
 #include "session.h"
+#include "workers.h"
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -108,6 +136,17 @@ private:
         BackendProbe probe;
     };
 
+    // Runs `op` now if pid has no work in flight, else once it is done.
+    void whenIdle(pid_t pid, std::function<void()> op);
+    // After pid's work is done: runs what waited, until one starts work.
+    void runWaiting(pid_t pid);
+    bool isBusy(pid_t pid) const;
+
+    void startTrack(const PeerCredentials &client, std::shared_ptr<Process> target,
+                    const std::string &backend, Done<TrackResult> done);
+    void startCollect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
+                      Done<CollectResult> done);
+
     // The session of pid, if the client may use it.
     Result<Session *> sessionFor(const PeerCredentials &client, pid_t pid);
     // Whether uid may start one more session (sessions that ended make room).
@@ -122,11 +161,19 @@ private:
     void markExited(pid_t pid);
     void markLost(Session &s, const std::string &reason);
     void onTrackerEvents(pid_t pid);
+    // Watches s.tracker's event fd, or stops watching it.
+    Result<void> watchEvents(Session &s);
+    void unwatchEvents(Session &s);
 
     SessionLimits limits_;
     FdWatcher &watcher_;
     std::vector<BackendEntry> backends_;
     std::map<pid_t, Session> sessions_;
+    // Requests waiting for their pid's work, in arrival order.
+    std::map<pid_t, std::deque<std::function<void()>>> waiting_;
+    Error workers_error_;  // why work cannot start (the loop cannot watch workers_)
+    // Last: stopped (in the destructor) before anything its work uses.
+    Workers workers_;
 };
 
 } // namespace ooh

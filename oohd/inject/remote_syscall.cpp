@@ -37,7 +37,8 @@ constexpr auto kStopTimeout = std::chrono::seconds(2);
 constexpr size_t kMaxThreadsTried = 3;
 
 // Threads we are still attached to but could not stop in time: detached
-// (with their signal mask restored) as soon as they stop.
+// (with their signal mask restored) as soon as they stop. Per attaching
+// thread: ptrace requests are accepted from the tracer thread only.
 struct StrayTracee {
     pid_t tid;
     bool restore_mask;
@@ -45,7 +46,7 @@ struct StrayTracee {
 };
 std::vector<StrayTracee> &strays()
 {
-    static std::vector<StrayTracee> list;
+    thread_local std::vector<StrayTracee> list;
     return list;
 }
 
@@ -168,6 +169,12 @@ size_t reapStrayTracees()
         return true;
     });
     return list.size();
+}
+
+size_t strayTraceesToRestore()
+{
+    return static_cast<size_t>(std::count_if(strays().begin(), strays().end(),
+                                             [](const StrayTracee &s) { return s.restore_mask; }));
 }
 
 uint64_t findSyscallInstruction(pid_t pid)
@@ -379,7 +386,8 @@ Result<void> RemoteSyscalls::release()
         strays().push_back({tid_, mask_set_, saved_sigmask_});
         attached_ = false;
         OOH_LOG(kLog, Warning) << "thread " << tid_
-                               << " did not stop; it is detached once it does";
+                               << " did not stop; it is detached once it does, or when the "
+                                  "thread that attached it ends";
         return {};
     }
     if (seccomp_suspended_) {

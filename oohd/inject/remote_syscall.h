@@ -63,9 +63,14 @@ private:
 };
 
 // Detaches threads that did not stop in time (see RemoteSyscalls) once they
-// have; returns how many are still waited for. Must be called by the thread
-// that attached them (the daemon's event loop) from time to time.
+// have; returns how many are still waited for. Strays are kept per thread:
+// only the thread that attached them (oohd's worker) can detach them.
 size_t reapStrayTracees();
+// How many of the calling thread's strays need more than a detach once
+// they stop (their signal mask restored). When a thread ends, the kernel
+// detaches its tracees as they are, so it must not end before these have
+// been reaped; for the others, ending is the cleanest detach.
+size_t strayTraceesToRestore();
 
 // Finds the address of a syscall instruction in one of pid's executable
 // mappings, preferring the vDSO. 0 if none.
