@@ -6,12 +6,20 @@
 // that file of the process it opened, and nothing else.
 #pragma once
 
-#include "peer_access.h"
 #include "process.h"
 #include "result.h"
 #include "unique_fd.h"
 
+#include <sys/types.h>
+
 namespace ooh {
+
+// A client as its socket's credentials (SO_PEERCRED) show it.
+struct PeerCredentials {
+    pid_t pid = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
 
 // Root may track anything without a proof. Anyone else must pass `proof`:
 // /proc/PID/mem of `target`, opened from the same /proc as oohd's (the

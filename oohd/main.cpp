@@ -50,7 +50,8 @@ void usage(FILE *out)
                  "\n"
                  "Logs go to stderr, with syslog priority prefixes under journald.\n"
                  "Root may track any process; another user only one the kernel lets it\n"
-                 "ptrace (libooh passes its /proc/PID/mem as the proof).\n"
+                 "ptrace (libooh passes its /proc/PID/mem as the proof). A session serves\n"
+                 "the user that tracked it, and root.\n"
                  "Each user but root may hold %zu connections; the last %zu of %zu are\n"
                  "kept for root.\n",
                  OOH_DEFAULT_SOCKET, ooh::ServerLimits{}.handshake_timeout_ms,

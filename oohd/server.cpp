@@ -203,7 +203,7 @@ Result<void> Server::listenOn(const std::string &path)
         return Error::fromErrno(errno, "bind " + path);
     // Anyone may connect: a Track needs root or the client's own proof that
     // the kernel lets it trace the process (checkAccessProof), and a
-    // session serves its owner or root.
+    // session serves the uid that tracked it, and root.
     ::chmod(path.c_str(), 0666);
     socket_path_ = path;
     if (::listen(fd.get(), 64) < 0)

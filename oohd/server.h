@@ -12,7 +12,6 @@
 #include "access_proof.h"
 #include "backend.h"
 #include "ooh.pb.h"
-#include "peer_access.h"
 #include "result.h"
 #include "session_table.h"
 #include "unique_fd.h"

@@ -30,8 +30,8 @@
 // request's method returns when no backend work is needed, else later.
 #pragma once
 
+#include "access_proof.h"
 #include "backend.h"
-#include "peer_access.h"
 #include "page_range.h"
 #include "process.h"
 #include "result.h"
@@ -147,7 +147,10 @@ private:
     void startCollect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
                       Done<CollectResult> done);
 
-    // The session of pid, if the client may use it.
+    // The session of pid, if the client may use it: a session serves the
+    // uid that tracked it, and root. Tracking needed the kernel's consent
+    // (access_proof.h); what the session reads later is what that client
+    // was allowed to read then.
     Result<Session *> sessionFor(const PeerCredentials &client, pid_t pid);
     // Whether uid may start one more session (sessions that ended make room).
     Result<void> checkQuota(uid_t uid);
