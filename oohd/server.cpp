@@ -78,6 +78,7 @@ wire::Envelope trackReply(uint64_t id, const TrackResult &t)
     r->set_start_time(t.start_time);
     r->set_epoch(t.epoch);
     r->set_already_tracked(t.already_tracked);
+    r->set_session_id(t.session_id);
     return reply;
 }
 
@@ -105,6 +106,7 @@ wire::Envelope statsReply(uint64_t id, const StatsResult &s)
     st->set_tracked_since_ns(s.stats.tracked_since_ns);
     st->set_registered_bytes(s.tracked_bytes);
     st->set_alive(s.alive);
+    st->set_session_id(s.session_id);
     return reply;
 }
 
@@ -599,7 +601,7 @@ void Server::handle(Connection &c, const wire::Envelope &msg, std::vector<Unique
     }
     case wire::Envelope::kCollect:
         return sessions_.collect(
-            c.peer, msg.collect().pid(), msg.collect().start_time(),
+            c.peer, msg.collect().pid(), msg.collect().start_time(), msg.collect().session_id(),
             replyTo<CollectResult>(c, id, [this](Connection &c, uint64_t id, CollectResult &set) {
                 sendCollect(c, id, set);
             }));

@@ -409,15 +409,15 @@ void SessionTable::untrack(const PeerCredentials &client, pid_t pid, Done<void> 
 }
 
 void SessionTable::collect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
-                           Done<CollectResult> done)
+                           uint64_t session_id, Done<CollectResult> done)
 {
-    whenIdle(pid, [this, client, pid, start_time, done = std::move(done)]() mutable {
-        startCollect(client, pid, start_time, std::move(done));
+    whenIdle(pid, [this, client, pid, start_time, session_id, done = std::move(done)]() mutable {
+        startCollect(client, pid, start_time, session_id, std::move(done));
     });
 }
 
 void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
-                                Done<CollectResult> done)
+                                uint64_t session_id, Done<CollectResult> done)
 {
     auto found = sessionFor(client, pid);
     if (!found)
@@ -426,6 +426,14 @@ void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64
     if (start_time != 0 && start_time != s.process.startTime())
         return done(makeError(ESRCH, "pid " + std::to_string(pid) +
                                          " is now another process (start time differs)"));
+    // Before anything else happens to the session: its set belongs to a
+    // session this client does not know, so it must not be taken.
+    if (session_id != 0 && session_id != s.id)
+        return done(makeError(ESTALE, "pid " + std::to_string(pid) +
+                                          " is tracked by another session than the one asked "
+                                          "for (it was untracked or lost and tracked again "
+                                          "since): the writes in between are unknown; track "
+                                          "it again and start over"));
     if (s.state == Session::State::Active && !s.process.isAlive())
         markExited(pid);
     if (s.state == Session::State::Exited) {

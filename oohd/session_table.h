@@ -122,9 +122,10 @@ public:
     void track(const PeerCredentials &client, Process target, const std::string &backend,
                Done<TrackResult> done);
     // Get-and-reset of pid's set. start_time: 0, or the identity the
-    // client was given, to refuse a reused pid.
+    // client was given, to refuse a reused pid; session_id: 0, or the
+    // session the client knows, to refuse (ESTALE) another one.
     void collect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
-                 Done<CollectResult> done);
+                 uint64_t session_id, Done<CollectResult> done);
     void untrack(const PeerCredentials &client, pid_t pid, Done<void> done);
     void stats(const PeerCredentials &client, pid_t pid, Done<StatsResult> done);
 
@@ -145,7 +146,7 @@ private:
     void startTrack(const PeerCredentials &client, std::shared_ptr<Process> target,
                     const std::string &backend, Done<TrackResult> done);
     void startCollect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
-                      Done<CollectResult> done);
+                      uint64_t session_id, Done<CollectResult> done);
 
     // The session of pid, if the client may use it: a session serves the
     // uid that tracked it, and root. Tracking needed the kernel's consent

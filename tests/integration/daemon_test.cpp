@@ -137,6 +137,53 @@ TEST_F(DaemonTest, AnotherUidCannotUseTheSession)
     EXPECT_TRUE(roundTrip(root.get(), request(5, target.pid(), 'u')).has_untrack_reply());
 }
 
+// The track reply names the session; the name survives a second track,
+// not an untrack, and a collect for another session is refused.
+TEST_F(DaemonTest, SessionIdNamesOneSession)
+{
+    ServerHarness h(makeBackends());
+    auto c = h.connect(kRoot);
+    h.start();
+    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
+    ChildProcess target({targetPath(), "sleep", "100000"});
+    std::string ready;
+    ASSERT_TRUE(target.readLine(&ready));
+    const pid_t pid = target.pid();
+
+    auto r = roundTrip(c.get(), request(2, pid, 't'));
+    ASSERT_TRUE(r.has_track_reply()) << r.DebugString();
+    const uint64_t first = r.track_reply().session_id();
+    EXPECT_NE(first, 0u);
+    r = roundTrip(c.get(), request(3, pid, 't'));
+    ASSERT_TRUE(r.has_track_reply());
+    EXPECT_EQ(r.track_reply().session_id(), first);
+    r = roundTrip(c.get(), request(4, pid, 's'));
+    ASSERT_TRUE(r.has_stats_reply());
+    EXPECT_EQ(r.stats_reply().session_id(), first);
+
+    ASSERT_TRUE(roundTrip(c.get(), request(5, pid, 'u')).has_untrack_reply());
+    r = roundTrip(c.get(), request(6, pid, 't'));
+    ASSERT_TRUE(r.has_track_reply());
+    const uint64_t second = r.track_reply().session_id();
+    EXPECT_NE(second, 0u);
+    EXPECT_NE(second, first);
+
+    wire::Envelope stale = request(7, pid, 'c');
+    stale.mutable_collect()->set_session_id(first);
+    r = roundTrip(c.get(), stale);
+    ASSERT_TRUE(r.has_error()) << r.DebugString();
+    EXPECT_EQ(r.error().errno_code(), ESTALE) << r.error().message();
+    // Refused before the get-and-reset: the current session's epoch is
+    // still the first.
+    wire::Envelope current = request(8, pid, 'c');
+    current.mutable_collect()->set_session_id(second);
+    r = roundTrip(c.get(), current);
+    ASSERT_TRUE(r.has_collect_chunk()) << r.DebugString();
+    EXPECT_EQ(r.collect_chunk().epoch(), 1u);
+    uint64_t pages = 0;
+    EXPECT_GE(readCollect(c.get(), r, &pages), 1);
+}
+
 TEST_F(DaemonTest, LargeSetIsChunked)
 {
     // A target with many scattered dirty pages gives a multi-chunk reply.
