@@ -201,25 +201,55 @@ const char *ooh_last_error(const ooh_client *c)
     return c ? c->error.c_str() : "no client (out of memory?)";
 }
 
-int ooh_track(ooh_client *c, pid_t pid, const char *backend, uint64_t *start_time)
+int ooh_track_session(ooh_client *c, pid_t pid, int pidfd, const char *backend,
+                      struct ooh_session *session)
 {
+    if (pidfd >= 0) {
+        auto owner = ooh::pidOfPidfd(pidfd);
+        if (!owner)
+            return fail(c, owner.error());
+        if (*owner == 0)
+            return fail(c, ESRCH,
+                        "the process of the pidfd has exited (or is not in this PID namespace)");
+        pid = *owner;
+    }
     int proof = openAccessProof(c, pid);
     if (proof < 0)
         return proof;
     Envelope req, reply;
-    req.mutable_track()->set_pid(pid);
+    if (pidfd >= 0)
+        req.mutable_track()->set_by_pidfd(true);
+    else
+        req.mutable_track()->set_pid(pid);
     req.mutable_track()->set_access_proof(true);
     if (backend)
         req.mutable_track()->set_backend(backend);
-    int r = roundTrip(c, req, &reply, proof);
+    int r = pidfd >= 0 ? roundTrip(c, req, &reply, pidfd, proof) : roundTrip(c, req, &reply, proof);
     ::close(proof);
     if (r < 0)
         return r;
     if (!reply.has_track_reply())
         return fail(c, EPROTO, "unexpected reply to track");
-    if (start_time)
-        *start_time = reply.track_reply().start_time();
-    return reply.track_reply().already_tracked() ? 1 : 0;
+    const auto &t = reply.track_reply();
+    if (session) {
+        std::memset(session, 0, sizeof(*session));
+        session->id = t.session_id();
+        session->start_time = t.start_time();
+        session->epoch = t.epoch();
+        session->pid = t.pid();
+        session->already_tracked = t.already_tracked() ? 1 : 0;
+        copyString(session->backend, sizeof(session->backend), t.backend());
+    }
+    return t.already_tracked() ? 1 : 0;
+}
+
+int ooh_track(ooh_client *c, pid_t pid, const char *backend, uint64_t *start_time)
+{
+    struct ooh_session s;
+    int r = ooh_track_session(c, pid, -1, backend, &s);
+    if (r >= 0 && start_time)
+        *start_time = s.start_time;
+    return r;
 }
 
 int ooh_track_pidfd(ooh_client *c, int pidfd, const char *backend, pid_t *tracked_pid,
@@ -227,31 +257,15 @@ int ooh_track_pidfd(ooh_client *c, int pidfd, const char *backend, pid_t *tracke
 {
     if (pidfd < 0)
         return fail(c, EBADF, "invalid pidfd");
-    auto pid = ooh::pidOfPidfd(pidfd);
-    if (!pid)
-        return fail(c, pid.error());
-    if (*pid == 0)
-        return fail(c, ESRCH,
-                    "the process of the pidfd has exited (or is not in this PID namespace)");
-    int proof = openAccessProof(c, *pid);
-    if (proof < 0)
-        return proof;
-    Envelope req, reply;
-    req.mutable_track()->set_by_pidfd(true);
-    req.mutable_track()->set_access_proof(true);
-    if (backend)
-        req.mutable_track()->set_backend(backend);
-    int r = roundTrip(c, req, &reply, pidfd, proof);
-    ::close(proof);
+    struct ooh_session s;
+    int r = ooh_track_session(c, 0, pidfd, backend, &s);
     if (r < 0)
         return r;
-    if (!reply.has_track_reply())
-        return fail(c, EPROTO, "unexpected reply to track");
     if (tracked_pid)
-        *tracked_pid = reply.track_reply().pid();
+        *tracked_pid = s.pid;
     if (start_time)
-        *start_time = reply.track_reply().start_time();
-    return reply.track_reply().already_tracked() ? 1 : 0;
+        *start_time = s.start_time;
+    return r;
 }
 
 int ooh_untrack(ooh_client *c, pid_t pid)
@@ -277,11 +291,13 @@ static int takeChunk(ooh_client *c, const ooh::wire::CollectChunk &chunk)
     return 0;
 }
 
-int ooh_collect_begin(ooh_client *c, pid_t pid, uint64_t start_time, struct ooh_collect_info *info)
+static int collectBegin(ooh_client *c, pid_t pid, uint64_t start_time, uint64_t session_id,
+                        struct ooh_collect_info *info)
 {
     Envelope req, reply;
     req.mutable_collect()->set_pid(pid);
     req.mutable_collect()->set_start_time(start_time);
+    req.mutable_collect()->set_session_id(session_id);
     if (int r = roundTrip(c, req, &reply); r < 0)
         return r;
     if (!reply.has_collect_chunk())
@@ -299,6 +315,24 @@ int ooh_collect_begin(ooh_client *c, pid_t pid, uint64_t start_time, struct ooh_
     c->collect_id = reply.request_id();
     c->collecting = true;
     return takeChunk(c, chunk);
+}
+
+int ooh_collect_begin(ooh_client *c, pid_t pid, uint64_t start_time, struct ooh_collect_info *info)
+{
+    return collectBegin(c, pid, start_time, 0, info);
+}
+
+int ooh_collect_session_begin(ooh_client *c, const struct ooh_session *session,
+                              struct ooh_collect_info *info)
+{
+    if (!session)
+        return fail(c, EINVAL, "no session");
+    // An oohd too old to name sessions cannot check one: refused rather
+    // than collected unchecked.
+    if (session->id == 0)
+        return fail(c, ESTALE, "oohd did not name this session (it predates session ids): "
+                               "the session cannot be checked; upgrade oohd");
+    return collectBegin(c, session->pid, session->start_time, session->id, info);
 }
 
 long ooh_collect_next(ooh_client *c, struct ooh_range *buf, size_t cap)

@@ -60,6 +60,19 @@ struct ooh_stats {
 	int alive;
 };
 
+/* A tracking session, as oohd names it (see ooh_track_session()). */
+struct ooh_session {
+	/* Unique (random): never the id of another session, even of an
+	 * earlier oohd. The same id later means tracking went on without a
+	 * break in between. 0 from an oohd too old to name sessions. */
+	uint64_t id;
+	uint64_t start_time; /* the process identity (see ooh_track()) */
+	uint64_t epoch;      /* the epoch the next collect closes */
+	pid_t pid;           /* the process as oohd knows it */
+	int already_tracked; /* 1: the session existed before this call */
+	char backend[32];
+};
+
 struct ooh_backend_info {
 	char name[32];
 	int available;
@@ -92,6 +105,11 @@ int ooh_track(ooh_client *client, pid_t pid, const char *backend, uint64_t *star
  * of this API. */
 int ooh_track_pidfd(ooh_client *client, int pidfd, const char *backend, pid_t *tracked_pid,
 		    uint64_t *start_time);
+/* ooh_track() or, when pidfd >= 0, ooh_track_pidfd() (pid is then
+ * ignored), that describes the session in *session (may be NULL). Returns
+ * what they return. */
+int ooh_track_session(ooh_client *client, pid_t pid, int pidfd, const char *backend,
+		      struct ooh_session *session);
 int ooh_untrack(ooh_client *client, pid_t pid);
 
 /*
@@ -108,6 +126,11 @@ int ooh_untrack(ooh_client *client, pid_t pid);
  */
 int ooh_collect_begin(ooh_client *client, pid_t pid, uint64_t start_time,
 		      struct ooh_collect_info *info);
+/* ooh_collect_begin() for the process of *session, refused with -ESTALE
+ * (nothing collected) unless oohd still tracks it with that very session:
+ * a set is never taken from a session the caller does not know. */
+int ooh_collect_session_begin(ooh_client *client, const struct ooh_session *session,
+			      struct ooh_collect_info *info);
 /* Fills up to cap ranges (ascending, non-overlapping); returns how many, 0 at
  * the end of the set, or a negative errno. */
 long ooh_collect_next(ooh_client *client, struct ooh_range *buf, size_t cap);
