@@ -33,8 +33,8 @@ struct ooh_task {
 	int pid;	/* in CRIU's PID namespace */
 	pid_t ooh_pid;	/* the same process in oohd's PID namespace */
 	uint64_t start_time;
-	uint64_t session; /* oohd's tracked_since_ns */
-	bool untracked;   /* gone or a zombie (leader): every page counts as changed */
+	struct ooh_session session; /* as oohd named it when this dump tracked */
+	bool untracked;   /* gone, a zombie (leader) or its session replaced: every page changed */
 	bool tracked_now; /* tracking started by this dump: no usable history */
 	bool collected;   /* the set of this dump is in `set` */
 	bool exact;       /* `set` may be used; otherwise every page is dirty */
@@ -124,7 +124,6 @@ static int read_proc_stat(int pid, char *state, uint64_t *start_time)
 
 static int ooh_track_mem(int pid)
 {
-	struct ooh_stats stats;
 	struct ooh_task *t;
 	char state = '?';
 	int pidfd, ret;
@@ -155,7 +154,7 @@ static int ooh_track_mem(int pid)
 	/*
 	 * By pidfd, so that oohd finds the process whatever PID namespace
 	 * CRIU runs in. A process still tracked since an earlier dump keeps
-	 * its session and epochs (ooh_track_pidfd() returns 1); a new or lost
+	 * its session and epochs (ooh_track_session() returns 1); a new or lost
 	 * session starts now, and this dump saves all its pages.
 	 */
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
@@ -163,7 +162,7 @@ static int ooh_track_mem(int pid)
 		pr_perror("pidfd_open(%d)", pid);
 		return -errno;
 	}
-	ret = ooh_track_pidfd(ooh.client, pidfd, NULL, &t->ooh_pid, &t->start_time);
+	ret = ooh_track_session(ooh.client, 0, pidfd, NULL, &t->session);
 	close(pidfd);
 	if (ret == -ETIMEDOUT) {
 		/*
@@ -179,20 +178,16 @@ static int ooh_track_mem(int pid)
 		pr_err("oohd can't track %d: %s\n", pid, ooh_last_error(ooh.client));
 		return ret;
 	}
+	t->ooh_pid = t->session.pid;
+	t->start_time = t->session.start_time;
 	t->tracked_now = ret == 0;
-	ret = ooh_get_stats(ooh.client, t->ooh_pid, &stats);
-	if (ret < 0) {
-		pr_err("oohd tracks %d but has no stats for it: %s\n", pid, ooh_last_error(ooh.client));
-		return ret;
-	}
 	if (!t->tracked_now) {
 		pr_info("%d is tracked by oohd as %d (%s backend, epoch %llu)\n", pid, t->ooh_pid,
-			stats.backend, (unsigned long long)stats.epoch);
-		t->session = stats.tracked_since_ns;
+			t->session.backend, (unsigned long long)t->session.epoch);
 		return 0;
 	}
-	t->session = stats.tracked_since_ns;
-	pr_info("started tracking %d (%s backend): dumped in full this time\n", pid, stats.backend);
+	pr_info("started tracking %d (%s backend): dumped in full this time\n", pid,
+		t->session.backend);
 	return 0;
 }
 
@@ -245,7 +240,20 @@ static int collect(struct ooh_task *t)
 	int ret;
 
 	ooh_rangeset_free(&t->set);
-	ret = ooh_collect_begin(ooh.client, t->ooh_pid, t->start_time, &info);
+	ret = ooh_collect_session_begin(ooh.client, &t->session, &info);
+	if (ret == -ESTALE) {
+		/*
+		 * Not the session this dump tracked (tracked again since, or an
+		 * oohd that names none): its set, and untracking it on failure,
+		 * are not ours. No state is recorded, so the next dump starts
+		 * over too.
+		 */
+		pr_warn("can't collect %d from the session this dump saw (%s): dumping all its "
+			"pages\n", t->pid, ooh_last_error(ooh.client));
+		t->untracked = true;
+		t->exact = false;
+		return 0;
+	}
 	if (ret < 0) {
 		pr_err("oohd can't collect the written pages of %d: %s; its tracking is lost, "
 		       "so this dump can't be incremental: start a new chain\n",
@@ -266,7 +274,7 @@ static int collect(struct ooh_task *t)
 	ooh.page_size = info.page_size;
 
 	now.start_time = t->start_time;
-	now.session = t->session;
+	now.session = t->session.id;
 	now.epoch = info.epoch;
 	have_parent = read_parent_state(t->pid, &parent) == 0;
 	t->exact = ooh_set_is_exact(t->tracked_now, have_parent ? &parent : NULL, &now);

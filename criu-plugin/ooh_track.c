@@ -155,7 +155,7 @@ int ooh_state_parse(const char *buf, struct ooh_task_state *st)
 bool ooh_set_is_exact(bool tracked_now, const struct ooh_task_state *parent,
 		      const struct ooh_task_state *now)
 {
-	if (tracked_now || !parent)
+	if (tracked_now || !parent || !now->session)
 		return false;
 	if (parent->start_time != now->start_time || parent->session != now->session)
 		return false;

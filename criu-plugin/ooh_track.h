@@ -53,7 +53,7 @@ void ooh_rangeset_to_bitmap(const struct ooh_rangeset *set, uint64_t start, uint
  */
 struct ooh_task_state {
 	uint64_t start_time; /* /proc/PID/stat starttime: the process identity */
-	uint64_t session;    /* oohd's tracked_since_ns: the tracking identity */
+	uint64_t session;    /* oohd's session id: the tracking identity (0: none) */
 	uint64_t epoch;      /* the epoch closed by this dump's collect */
 };
 
@@ -68,7 +68,8 @@ int ooh_state_parse(const char *buf, struct ooh_task_state *st);
  * Whether the set just collected (described by `now`) may be used as the
  * answer for a dump whose parent images recorded `parent` (NULL when they
  * have no state for the task): only if the task was tracked before this
- * dump, by the same tracking session, is the same process, and this collect
+ * dump, by the same tracking session (a named one: an id of 0 proves
+ * nothing), is the same process, and this collect
  * closed the epoch right after the parent's. Otherwise some writes happened
  * outside the set (another collect, a failed dump, a restarted daemon) and
  * every page must be dumped.

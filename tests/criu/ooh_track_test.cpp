@@ -158,6 +158,10 @@ TEST(OohTrackState, ExactOnlyWhenTheCollectFollowsTheParent)
     ooh_task_state retracked = now;
     retracked.session = 7001;
     EXPECT_FALSE(ooh_set_is_exact(false, &parent, &retracked)) << "new tracking session";
+    // An oohd that names no session (id 0) cannot prove anything.
+    ooh_task_state unnamed_parent{100, 0, 5};
+    ooh_task_state unnamed{100, 0, 6};
+    EXPECT_FALSE(ooh_set_is_exact(false, &unnamed_parent, &unnamed)) << "no session id";
 }
 
 TEST(OohTrackProcStat, ParsesStateAndStartTime)
