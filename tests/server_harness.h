@@ -14,8 +14,9 @@ namespace ooh::test {
 
 class ServerHarness {
 public:
-    explicit ServerHarness(std::vector<std::unique_ptr<Backend>> backends)
-        : server_(std::move(backends))
+    explicit ServerHarness(std::vector<std::unique_ptr<Backend>> backends,
+                           ServerLimits limits = {})
+        : server_(std::move(backends), limits)
     {
         server_.probeBackends();
     }

@@ -6,6 +6,8 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace ooh {
@@ -184,28 +186,81 @@ TEST_F(DaemonTest, SessionIdNamesOneSession)
     EXPECT_GE(readCollect(c.get(), r, &pages), 1);
 }
 
+// A real target writes one page in two of a region: thousands of ranges
+// that cannot merge, so the reply must come in several chunks, and the set
+// must be exactly those pages, each once.
 TEST_F(DaemonTest, LargeSetIsChunked)
 {
-    // A target with many scattered dirty pages gives a multi-chunk reply.
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t written = 2 * wire::kMaxRangesPerChunk + 100;
+    int go[2], back[2];
+    ASSERT_EQ(::pipe(go), 0);
+    ASSERT_EQ(::pipe(back), 0);
+    // Forked before the server has any thread.
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        ::close(go[1]);
+        ::close(back[0]);
+        auto *region = static_cast<volatile char *>(::mmap(nullptr, 2 * written * page,
+                                                           PROT_READ | PROT_WRITE,
+                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        char c = 0;
+        if (region == MAP_FAILED || ::write(back[1], &c, 1) != 1 || ::read(go[0], &c, 1) != 1)
+            ::_exit(1);
+        for (size_t i = 0; i < written; ++i)
+            region[2 * i * page] = 1;
+        uint64_t base = reinterpret_cast<uintptr_t>(region);
+        if (::write(back[1], &base, sizeof(base)) != sizeof(base))
+            ::_exit(1);
+        ::read(go[0], &c, 1);  // until the test closes it
+        ::_exit(0);
+    }
+    ::close(go[0]);
+    ::close(back[1]);
+    char c;
+    ASSERT_EQ(::read(back[0], &c, 1), 1);
+
     ServerHarness h(makeBackends());
-    auto c = h.connect(kRoot);
+    auto conn = h.connect(kRoot);
     h.start();
-    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
-    ChildProcess writer({test::buildDir() + "/ooh-dirty-writer"});
-    std::string ready;
-    ASSERT_TRUE(writer.readLine(&ready));
-    ASSERT_TRUE(roundTrip(c.get(), request(2, writer.pid(), 't')).has_track_reply());
-    uint64_t total = 0;
-    test::GroundTruth truth;
-    for (int i = 0; i < 60; ++i)
-        ASSERT_TRUE(test::runWriterRound(writer, 77 + i, &truth));
-    uint64_t pages = 0;
-    auto r = roundTrip(c.get(), request(3, writer.pid(), 'c'));
-    int chunks = readCollect(c.get(), r, &pages);
-    ASSERT_GE(chunks, 1);
-    total += pages;
-    EXPECT_GT(total, 0u);
-    writer.send("exit");
+    ASSERT_TRUE(roundTrip(conn.get(), hello()).has_hello_reply());
+    ASSERT_TRUE(roundTrip(conn.get(), request(2, child, 't')).has_track_reply());
+    ASSERT_EQ(::write(go[1], &c, 1), 1);
+    uint64_t base = 0;
+    ASSERT_EQ(::read(back[0], &base, sizeof(base)), static_cast<ssize_t>(sizeof(base)));
+
+    auto r = roundTrip(conn.get(), request(3, child, 'c'));
+    ASSERT_TRUE(r.has_collect_chunk()) << r.DebugString();
+    const uint64_t total = r.collect_chunk().total_ranges();
+    std::vector<PageRange> ranges;
+    size_t chunks = 0;
+    for (;;) {
+        ASSERT_TRUE(r.has_collect_chunk()) << r.DebugString();
+        ASSERT_EQ(r.collect_chunk().total_ranges(), total);
+        ASSERT_TRUE(wire::decodeRanges(r.collect_chunk(), ranges));
+        ++chunks;
+        if (r.collect_chunk().last())
+            break;
+        auto next = wire::receiveMessage(conn.get());
+        ASSERT_TRUE(next) << next.error().message;
+        r = *next;
+    }
+    ::close(go[1]);
+    ::waitpid(child, nullptr, 0);
+    EXPECT_EQ(ranges.size(), total);
+    EXPECT_GT(chunks, 1u);
+    EXPECT_EQ(chunks, (total + wire::kMaxRangesPerChunk - 1) / wire::kMaxRangesPerChunk);
+    // Inside the region: exactly the pages written.
+    std::vector<PageRange> inside;
+    for (const auto &x : ranges)
+        if (x.end > base && x.start < base + 2 * written * page)
+            inside.push_back(x);
+    ASSERT_EQ(inside.size(), written);
+    for (size_t i = 0; i < written; ++i) {
+        EXPECT_EQ(inside[i].start, base + 2 * i * page) << "range " << i;
+        EXPECT_EQ(inside[i].end, base + (2 * i + 1) * page) << "range " << i;
+    }
 }
 
 } // namespace
