@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // oohd sessions with real processes: a target that exits is noticed, a
 // reused PID is never mistaken for the old process, another uid cannot use
-// a session, tracking twice keeps the session.
+// a session, tracking twice keeps the session, a large set is chunked, and
+// a target that cannot stop holds up no other client.
+#include "inject_target.h"
 #include "server_harness.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
+#include <chrono>
+#include <thread>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -261,6 +265,70 @@ TEST_F(DaemonTest, LargeSetIsChunked)
         EXPECT_EQ(inside[i].start, base + 2 * i * page) << "range " << i;
         EXPECT_EQ(inside[i].end, base + (2 * i + 1) * page) << "range " << i;
     }
+}
+
+// The hostile case: a client asks to track a process that cannot stop (a
+// vfork() parent waiting for its child). Its answer takes the injection's
+// 2 s deadline; meanwhile every other client is served at once.
+TEST_F(DaemonTest, UnstoppableTargetHoldsUpNoOtherClient)
+{
+    using Clock = std::chrono::steady_clock;
+    ChildProcess plain({targetPath(), "sleep", "100000"});
+    ChildProcess stuck({targetPath(), "vfork", "3000"});
+    std::string ready;
+    ASSERT_TRUE(plain.readLine(&ready));
+    ASSERT_TRUE(stuck.readLine(&ready));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // in vfork() now
+
+    ServerHarness h(makeBackends());
+    auto a = h.connect(kRoot);
+    auto b = h.connect(kRoot);
+    h.start();
+    ASSERT_TRUE(roundTrip(a.get(), hello()).has_hello_reply());
+    ASSERT_TRUE(roundTrip(b.get(), hello()).has_hello_reply());
+
+    const auto asked = Clock::now();
+    ASSERT_TRUE(wire::sendMessage(a.get(), request(2, stuck.pid(), 't')));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its worker waits now
+
+    auto t0 = Clock::now();
+    auto r = roundTrip(b.get(), test::backendsRequest(3));
+    EXPECT_TRUE(r.has_backends_reply()) << r.DebugString();
+    auto backends_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+    t0 = Clock::now();
+    r = roundTrip(b.get(), request(4, plain.pid(), 't'));
+    EXPECT_TRUE(r.has_track_reply()) << r.DebugString();
+    auto track_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+    t0 = Clock::now();
+    uint64_t pages = 0;
+    r = roundTrip(b.get(), request(5, plain.pid(), 'c'));
+    EXPECT_GE(readCollect(b.get(), r, &pages), 1) << r.DebugString();
+    auto collect_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+    EXPECT_LT(backends_ms.count(), 100);
+    EXPECT_LT(track_ms.count(), 100);
+    EXPECT_LT(collect_ms.count(), 100);
+    std::fprintf(stderr, "while a track waited for a vfork() parent: backends %lld ms, track "
+                         "%lld ms, collect %lld ms\n",
+                 static_cast<long long>(backends_ms.count()),
+                 static_cast<long long>(track_ms.count()),
+                 static_cast<long long>(collect_ms.count()));
+
+    // The stuck track is refused after the deadline, with the reason.
+    auto refused = wire::receiveMessage(a.get());
+    ASSERT_TRUE(refused) << refused.error().message;
+    r = *refused;
+    ASSERT_TRUE(r.has_error()) << r.DebugString();
+    EXPECT_EQ(r.request_id(), 2u);
+    EXPECT_EQ(r.error().errno_code(), ETIMEDOUT) << r.error().message();
+    EXPECT_NE(r.error().message().find("vfork"), std::string::npos) << r.error().message();
+    EXPECT_GE(Clock::now() - asked, std::chrono::milliseconds(1500));
+    EXPECT_LT(Clock::now() - asked, std::chrono::seconds(5));
+    // And the target was let go untouched: it finishes its work.
+    std::string line;
+    unsigned long long result = 0;
+    while (stuck.readLine(&line) && std::sscanf(line.c_str(), "result %llu", &result) != 1) {
+    }
+    EXPECT_EQ(result, testprog::spinResult(1, 1000));
 }
 
 } // namespace
