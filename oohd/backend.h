@@ -4,7 +4,7 @@
 #pragma once
 
 #include "page_range.h"
-#include "process.h"
+#include "target.h"
 #include "result.h"
 
 #include <memory>
@@ -51,7 +51,7 @@ public:
     // module can be loaded after oohd started).
     virtual BackendProbe probe() = 0;
     // Starts tracking `target`; the first epoch begins now.
-    virtual Result<std::unique_ptr<Tracker>> track(const Process &target) = 0;
+    virtual Result<std::unique_ptr<Tracker>> track(const Target &target) = 0;
 };
 
 // Every backend this build knows, in order of preference for automatic

@@ -5,7 +5,7 @@
 #include "config.h"
 #include "inject/remote_syscall.h"
 #include "log.h"
-#include "process.h"
+#include "target.h"
 #include "wire.h"
 
 #include <csignal>
@@ -638,9 +638,9 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
     }
     UniqueFD proof = req.access_proof() ? std::move(passed.back()) : UniqueFD();
     pid_t pid = req.pid();
-    std::optional<Process> given;
-    auto opened = req.by_pidfd() ? Process::fromPidfd(std::move(passed.front()))
-                                 : Process::open(pid);
+    std::optional<Target> given;
+    auto opened = req.by_pidfd() ? Target::fromPidfd(std::move(passed.front()))
+                                 : Target::open(pid);
     if (!opened) {
         proof.reset();
         return sendError(c, id, opened.error(), false);
@@ -649,7 +649,7 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
     given = std::move(*opened);
     // Decided on the process as opened (its pidfd), not on a pid that may
     // be reused in between, and by the kernel, not by a copy of its rules.
-    auto allowed = checkAccessProof(c.peer, *given, proof);
+    auto allowed = given->checkAccessProof(c.peer, proof);
     proof.reset();
     if (!allowed)
         return sendError(c, id, allowed.error(), false);
@@ -658,7 +658,7 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
     if (existing != sessions_.end()) {
         Session &s = existing->second;
         bool same = s.state == Session::State::Active && s.process.isAlive() &&
-                    readStartTime(pid) == s.process.startTime();
+                    given->startTime() == s.process.startTime();
         if (same) {
             if (!req.backend().empty() && req.backend() != s.backend)
                 return sendError(c, id,

@@ -5,7 +5,6 @@
 
 #include "backend.h"
 #include "ooh.pb.h"
-#include "access_proof.h"
 #include "peer_access.h"
 #include "result.h"
 #include "session.h"

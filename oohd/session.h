@@ -4,7 +4,7 @@
 
 #include "backend.h"
 #include "peer_access.h"
-#include "process.h"
+#include "target.h"
 
 #include <cstdint>
 #include <memory>
@@ -24,7 +24,7 @@ struct SessionStats {
 struct Session {
     enum class State { Active, Exited, Lost };
 
-    Process process;
+    Target process;
     std::string backend;
     std::unique_ptr<Tracker> tracker;
     uid_t owner_uid = 0;

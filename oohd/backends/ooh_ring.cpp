@@ -326,7 +326,7 @@ BackendProbe OohBackend::probe()
     return {true, reason_};
 }
 
-Result<std::unique_ptr<Tracker>> OohBackend::track(const Process &target)
+Result<std::unique_ptr<Tracker>> OohBackend::track(const Target &target)
 {
     // The module may have been loaded since the daemon's start-up probe.
     if (!probed_ || !available_)

@@ -11,7 +11,8 @@
 #include "compat/linux_mm.h"
 #include "log.h"
 #include "pagemap_scan.h"
-#include "process.h"
+#include "proc_task.h"
+#include "target.h"
 #include "unique_fd.h"
 
 #include <fcntl.h>
@@ -115,7 +116,7 @@ private:
 
 class SoftDirtyTracker final : public Tracker {
 public:
-    SoftDirtyTracker(const Process &target, UniqueFD pagemap, UniqueFD clear_refs,
+    SoftDirtyTracker(const Target &target, UniqueFD pagemap, UniqueFD clear_refs,
                      bool pagemap_scan)
         : pid_(target.pid()), pagemap_(std::move(pagemap)), clear_refs_(std::move(clear_refs)),
           pagemap_scan_(pagemap_scan)
@@ -326,20 +327,20 @@ BackendProbe SoftDirtyBackend::probe()
     return result;
 }
 
-Result<std::unique_ptr<Tracker>> SoftDirtyBackend::track(const Process &target)
+Result<std::unique_ptr<Tracker>> SoftDirtyBackend::track(const Target &target)
 {
     if (!probed_)
         probe();
     if (!available_)
         return makeError(ENOTSUP, "soft-dirty is not available on this kernel");
-    UniqueFD pagemap(::open(target.procPath("pagemap").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!pagemap.isValid())
-        return Error::fromErrno(errno, "open " + target.procPath("pagemap"));
-    UniqueFD clear_refs(::open(target.procPath("clear_refs").c_str(), O_WRONLY | O_CLOEXEC));
-    if (!clear_refs.isValid())
-        return Error::fromErrno(errno, "open " + target.procPath("clear_refs"));
-    auto tracker = std::make_unique<SoftDirtyTracker>(target, std::move(pagemap),
-                                                      std::move(clear_refs), pagemap_scan_);
+    auto pagemap = target.openFile("pagemap", O_RDONLY);
+    if (!pagemap)
+        return pagemap.takeError();
+    auto clear_refs = target.openFile("clear_refs", O_WRONLY);
+    if (!clear_refs)
+        return clear_refs.takeError();
+    auto tracker = std::make_unique<SoftDirtyTracker>(target, std::move(*pagemap),
+                                                      std::move(*clear_refs), pagemap_scan_);
     OOH_TRY(tracker->start());
     OOH_LOG(kLog, Info) << "tracking pid " << target.pid()
                         << (pagemap_scan_ ? " with PAGEMAP_SCAN" : " with pagemap reads");

@@ -4,6 +4,7 @@
 
 #include "log.h"
 #include "proc_maps.h"
+#include "proc_task.h"
 
 #include <algorithm>
 #include <chrono>
@@ -198,7 +199,7 @@ uint64_t findSyscallInstruction(pid_t pid)
     return 0;
 }
 
-Result<RemoteSyscalls> RemoteSyscalls::attach(const Process &target)
+Result<RemoteSyscalls> RemoteSyscalls::attach(const Target &target)
 {
     uint64_t insn = findSyscallInstruction(target.pid());
     if (!insn)

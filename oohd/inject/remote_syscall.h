@@ -15,7 +15,7 @@
 #pragma once
 
 #include "arch.h"
-#include "process.h"
+#include "target.h"
 #include "result.h"
 
 #include <cstdint>
@@ -29,7 +29,7 @@ public:
     // target is already traced (naming the tracer), ESRCH if it exits, and
     // EPERM, before touching it, if a thread runs under seccomp and oohd may
     // not suspend it (no CAP_SYS_ADMIN in the initial user namespace).
-    static Result<RemoteSyscalls> attach(const Process &target);
+    static Result<RemoteSyscalls> attach(const Target &target);
 
     RemoteSyscalls(RemoteSyscalls &&other) noexcept;
     RemoteSyscalls &operator=(RemoteSyscalls &&) = delete;

@@ -6,7 +6,7 @@
 #include "backend.h"
 #include "ooh_ring.h"
 #include "page_range.h"
-#include "process.h"
+#include "target.h"
 #include "soft_dirty.h"
 
 #include "../../guest-kmod/include/uapi/ooh_ring.h"
@@ -397,7 +397,7 @@ int cmdGroundTruth(const std::string &name, const std::string &backend_name,
     Writer w;
     if (!w.start(writer_path))
         return result(name, "FAIL", "cannot start " + writer_path);
-    auto proc = Process::open(w.pid);
+    auto proc = Target::open(w.pid);
     if (!proc)
         return result(name, "FAIL", proc.error().message);
     auto tracker = backend->track(*proc);
@@ -583,7 +583,7 @@ int cmdOverflow(const std::string &mode)
     if (!b.start(pages))
         return result(name, "FAIL", "fork");
     b.burst(0);  // the child has mapped and populated its memory
-    auto proc = Process::open(b.pid);
+    auto proc = Target::open(b.pid);
     if (!proc)
         return result(name, "FAIL", proc.error().message);
     auto tracker = backend.track(*proc);
@@ -641,7 +641,7 @@ int cmdStopped()
     kill(b.pid, SIGSTOP);
     int status = 0;
     waitpid(b.pid, &status, WUNTRACED);
-    auto proc = Process::open(b.pid);
+    auto proc = Target::open(b.pid);
     if (!proc)
         return result(name, "FAIL", proc.error().message);
     auto tracker = backend.track(*proc);
@@ -817,7 +817,7 @@ int cmdRatio(const std::string &backend_name, const std::string &mode)
     if (!b.start(pages))
         return 1;
     b.burst(0);
-    auto proc = Process::open(b.pid);
+    auto proc = Target::open(b.pid);
     if (!proc)
         return 1;
     auto tracker = backend->track(*proc);
