@@ -4,13 +4,11 @@
 
 #include "page_range.h"
 #include "proc_file.h"
-#include "unique_fd.h"
 
 #include <algorithm>
 #include <cinttypes>
 #include <cstring>
 #include <cstdio>
-#include <fcntl.h>
 
 namespace ooh {
 
@@ -61,14 +59,6 @@ Result<std::vector<MapEntry>> readMaps(int maps_fd, const std::string &what)
     if (!text)
         return text.takeError();
     return parseMaps(*text, what);
-}
-
-Result<std::vector<MapEntry>> readMaps(const std::string &maps_path)
-{
-    UniqueFD fd(::open(maps_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.isValid())
-        return Error::fromErrno(errno, "open " + maps_path);
-    return readMaps(fd.get(), maps_path);
 }
 
 } // namespace ooh

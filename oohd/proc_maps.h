@@ -41,7 +41,6 @@ bool parseMapsLine(std::string_view line, MapEntry *out);
 Result<std::vector<MapEntry>> parseMaps(std::string_view text, const std::string &what);
 // Reads and parses /proc/PID/maps through an open fd, from its start.
 Result<std::vector<MapEntry>> readMaps(int maps_fd, const std::string &what);
-Result<std::vector<MapEntry>> readMaps(const std::string &maps_path);
 
 } // namespace ooh
 

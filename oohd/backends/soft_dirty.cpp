@@ -118,14 +118,14 @@ class SoftDirtyTracker final : public Tracker {
 public:
     SoftDirtyTracker(const Target &target, UniqueFD pagemap, UniqueFD clear_refs,
                      bool pagemap_scan)
-        : pid_(target.pid()), pagemap_(std::move(pagemap)), clear_refs_(std::move(clear_refs)),
-          pagemap_scan_(pagemap_scan)
+        : target_(target), pid_(target.pid()), pagemap_(std::move(pagemap)),
+          clear_refs_(std::move(clear_refs)), pagemap_scan_(pagemap_scan)
     {
     }
 
     Result<void> start()
     {
-        auto maps = readMaps("/proc/" + std::to_string(pid_) + "/maps");
+        auto maps = target_.readMaps();
         if (!maps)
             return maps.takeError();
         maps_ = std::move(*maps);
@@ -143,7 +143,7 @@ public:
         ThreadStopper stopper;
         OOH_TRY(stopper.stopAll(pid_));
 
-        auto maps = readMaps("/proc/" + std::to_string(pid_) + "/maps");
+        auto maps = target_.readMaps();
         if (!maps)
             return maps.takeError();
         std::vector<PageRange> found;
@@ -224,6 +224,7 @@ private:
         });
     }
 
+    Target target_;
     pid_t pid_;
     UniqueFD pagemap_;
     UniqueFD clear_refs_;

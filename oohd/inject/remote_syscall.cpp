@@ -11,6 +11,7 @@
 #include <thread>
 #include <cstring>
 #include <elf.h>
+#include <fcntl.h>
 #include <fstream>
 #include <linux/capability.h>
 #include <signal.h>
@@ -171,11 +172,14 @@ size_t reapStrayTracees()
     return list.size();
 }
 
-uint64_t findSyscallInstruction(pid_t pid)
+Result<uint64_t> findSyscallInstruction(const Target &target)
 {
-    auto maps = readMaps("/proc/" + std::to_string(pid) + "/maps");
+    auto maps = target.readMaps();
     if (!maps)
-        return 0;
+        return maps.takeError();
+    auto mem = target.openFile("mem", O_RDONLY);
+    if (!mem)
+        return mem.takeError();
     std::stable_sort(maps->begin(), maps->end(), [](const MapEntry &a, const MapEntry &b) {
         return (a.path == "[vdso]") > (b.path == "[vdso]");
     });
@@ -185,9 +189,7 @@ uint64_t findSyscallInstruction(pid_t pid)
             continue;
         size_t len = std::min<uint64_t>(m.end - m.start, 1 << 20);
         buf.resize(len);
-        struct iovec local = {buf.data(), len};
-        struct iovec remote = {reinterpret_cast<void *>(m.start), len};
-        ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        ssize_t n = ::pread(mem->get(), buf.data(), len, static_cast<off_t>(m.start));
         if (n <= 0)
             continue;
         auto end = buf.begin() + n;
@@ -196,15 +198,15 @@ uint64_t findSyscallInstruction(pid_t pid)
         if (it != end)
             return m.start + static_cast<uint64_t>(it - buf.begin());
     }
-    return 0;
+    return makeError(ENOEXEC, "no syscall instruction found in the executable mappings of pid " +
+                                  std::to_string(target.pid()));
 }
 
 Result<RemoteSyscalls> RemoteSyscalls::attach(const Target &target)
 {
-    uint64_t insn = findSyscallInstruction(target.pid());
+    auto insn = findSyscallInstruction(target);
     if (!insn)
-        return makeError(ENOEXEC, "no syscall instruction found in the executable mappings of pid " +
-                                      std::to_string(target.pid()));
+        return insn.takeError();
 
     // Under seccomp (strict mode, or a filter that may kill on userfaultfd)
     // the injected syscalls run with seccomp suspended for the one thread
@@ -238,7 +240,7 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Target &target)
         rs.tid_ = tid;
         rs.attached_ = true;
         rs.running_ = true;  // seized, not stopped yet
-        rs.insn_addr_ = insn;
+        rs.insn_addr_ = *insn;
         if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) {
             last = Error::fromErrno(errno, "PTRACE_INTERRUPT of thread " + std::to_string(tid));
             continue;  // the destructor detaches

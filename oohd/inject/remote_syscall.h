@@ -67,8 +67,8 @@ private:
 // that attached them (the daemon's event loop) from time to time.
 size_t reapStrayTracees();
 
-// Finds the address of a syscall instruction in one of pid's executable
-// mappings, preferring the vDSO. 0 if none.
-uint64_t findSyscallInstruction(pid_t pid);
+// Finds the address of a syscall instruction in one of the target's
+// executable mappings, preferring the vDSO; ENOEXEC if none.
+Result<uint64_t> findSyscallInstruction(const Target &target);
 
 } // namespace ooh

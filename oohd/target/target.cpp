@@ -161,6 +161,13 @@ Result<std::vector<MapEntry>> Target::readMaps() const
     // A process that exits while its maps are read reads short or empty.
     if (!isAlive())
         return exited(" while its mappings were read");
+    // Every user process maps something; none means the file read through
+    // the main thread, which has exited while others run on. Reporting
+    // nothing then would under-report.
+    if (maps && maps->empty())
+        return makeError(EIO, "/proc/" + std::to_string(pid()) +
+                                  "/maps is empty: its main thread has exited (or it is a "
+                                  "kernel thread), so oohd cannot see its mappings");
     return maps;
 }
 

@@ -50,7 +50,8 @@ public:
     // The whole text of /proc/PID/<name>.
     Result<std::string> readFile(const std::string &name) const;
     // /proc/PID/maps, parsed; ESRCH once the process is gone (an exited
-    // process's maps read empty, which must not pass for "no mappings").
+    // process's maps read empty, which must not pass for "no mappings"),
+    // EIO if it reads empty all the same.
     Result<std::vector<MapEntry>> readMaps() const;
 
     // Thread IDs, from /proc/PID/task; empty once the process is gone.

@@ -389,17 +389,19 @@ TEST_F(InjectTest, TargetInVforkTimesOutAndIsReleased)
 
 TEST_F(InjectTest, ExitedTargetIsNoticed)
 {
-    ChildProcess c({targetPath(), "spin", "1"});
+    ChildProcess c({targetPath(), "read"});
     std::string line;
     ASSERT_TRUE(c.readLine(&line));
     auto proc = Target::open(c.pid());
-    ASSERT_TRUE(proc);
+    ASSERT_TRUE(proc) << proc.error().message;
+    c.closeInput();
     while (c.readLine(&line)) {
     }
     c.wait();
     EXPECT_FALSE(proc->isAlive());
     auto t = backend_.track(*proc);
-    EXPECT_FALSE(t);
+    ASSERT_FALSE(t);
+    EXPECT_EQ(t.error().code, ESRCH) << t.error().message;
 }
 
 } // namespace

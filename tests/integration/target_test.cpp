@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 namespace ooh {
@@ -173,6 +174,31 @@ TEST(Target, FilesOfAnExitedProcessFailEvenWithItsPidReused)
     EXPECT_TRUE(t->threads().empty());
     EXPECT_EQ(t->threadState(pid), '?');
     killAndReap(reused);
+}
+
+// A process whose main thread exited while another runs on: its maps read
+// through the main thread, empty. That must not read as "no mappings".
+TEST(Target, MapsReadThroughAnExitedMainThreadAreAnError)
+{
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        std::thread([] {
+            for (;;)
+                ::pause();
+        }).detach();
+        ::syscall(SYS_exit, 0);  // this thread only
+    }
+    auto t = Target::open(pid);
+    ASSERT_TRUE(t) << t.error().message;
+    for (int i = 0; i < 500 && t->threadState(pid) != 'Z'; ++i)
+        ::usleep(2000);
+    ASSERT_EQ(t->threadState(pid), 'Z');
+    EXPECT_TRUE(t->isAlive());
+    auto maps = t->readMaps();
+    ASSERT_FALSE(maps) << "a process without a main thread read as one without mappings";
+    EXPECT_EQ(maps.error().code, EIO) << maps.error().message;
+    killAndReap(pid);
 }
 
 TEST(Target, AccessProofIsTheTargetsOwnMem)
