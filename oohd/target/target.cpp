@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <sstream>
 
 namespace ooh {
@@ -174,6 +175,18 @@ Result<std::vector<MapEntry>> Target::readMaps() const
 std::vector<pid_t> Target::threads() const
 {
     return h_ ? listThreadsAt(h_->dir.get()) : std::vector<pid_t>();
+}
+
+size_t Target::threadCount() const
+{
+    auto status = readFile("status");
+    auto threads = status ? keyedField(*status, "Threads:") : std::nullopt;
+    return threads ? std::strtoul(std::string(*threads).c_str(), nullptr, 10) : 0;
+}
+
+bool Target::hasThread(pid_t tid) const
+{
+    return h_ && ::faccessat(h_->dir.get(), ("task/" + std::to_string(tid)).c_str(), F_OK, 0) == 0;
 }
 
 char Target::threadState(pid_t tid) const

@@ -56,6 +56,11 @@ public:
 
     // Thread IDs, from /proc/PID/task; empty once the process is gone.
     std::vector<pid_t> threads() const;
+    // How many threads the kernel counts ("Threads:" of /proc/PID/status);
+    // 0 if it cannot be read.
+    size_t threadCount() const;
+    // Whether tid is one of its threads (listed in /proc/PID/task).
+    bool hasThread(pid_t tid) const;
     // State letter of the thread ('R', 'S', 'D', 't', ...), or '?'.
     char threadState(pid_t tid) const;
     // The number after `key` ("TracerPid:", "Seccomp:") in the thread's
