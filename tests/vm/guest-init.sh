@@ -119,6 +119,7 @@ plain)
         res kmod-nodev FAIL "insmod failed without the message: $out"
     fi
     check 600 $G ground-truth soft-dirty soft-dirty - $W 30
+    check 120 $G soft-dirty-vfork
     check 60 $G backends backend-choice soft-dirty
     # The daemon's own view: its probe output names the default.
     probe=$(timeout 60 oohd --probe 2>&1)
