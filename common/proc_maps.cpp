@@ -3,12 +3,12 @@
 #include "proc_maps.h"
 
 #include "page_range.h"
+#include "proc_file.h"
 
 #include <algorithm>
 #include <cinttypes>
 #include <cstring>
 #include <cstdio>
-#include <fstream>
 
 namespace ooh {
 
@@ -38,20 +38,27 @@ bool parseMapsLine(std::string_view line, MapEntry *out)
     return true;
 }
 
-Result<std::vector<MapEntry>> readMaps(const std::string &maps_path)
+Result<std::vector<MapEntry>> parseMaps(std::string_view text, const std::string &what)
 {
-    std::ifstream in(maps_path);
-    if (!in)
-        return Error::fromErrno(errno, "open " + maps_path);
     std::vector<MapEntry> maps;
-    std::string line;
-    while (std::getline(in, line)) {
+    while (!text.empty()) {
+        size_t nl = text.find('\n');
+        std::string_view line = text.substr(0, nl);
+        text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
         MapEntry e;
         if (!parseMapsLine(line, &e))
-            return makeError(EPROTO, "cannot parse line of " + maps_path + ": " + line);
+            return makeError(EPROTO, "cannot parse line of " + what + ": " + std::string(line));
         maps.push_back(std::move(e));
     }
     return maps;
+}
+
+Result<std::vector<MapEntry>> readMaps(int maps_fd, const std::string &what)
+{
+    auto text = readAll(maps_fd, what);
+    if (!text)
+        return text.takeError();
+    return parseMaps(*text, what);
 }
 
 } // namespace ooh
@@ -67,35 +74,16 @@ namespace {
 
 Result<std::vector<MapEntry>> vmasInByParsing(int maps_fd, uint64_t start, uint64_t end)
 {
-    std::string text;
-    char buf[16384];
-    off_t off = 0;
-    for (;;) {
-        ssize_t n = ::pread(maps_fd, buf, sizeof(buf), off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return Error::fromErrno(errno, "read /proc/PID/maps");
-        }
-        if (n == 0)
-            break;
-        text.append(buf, static_cast<size_t>(n));
-        off += n;
-    }
+    auto maps = readMaps(maps_fd, "/proc/PID/maps");
+    if (!maps)
+        return maps.takeError();
     std::vector<MapEntry> out;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        if (nl == std::string::npos)
-            nl = text.size();
-        MapEntry e;
-        if (parseMapsLine(std::string_view(text).substr(pos, nl - pos), &e) && e.end > start &&
-            e.start < end) {
-            e.start = std::max(e.start, start);
-            e.end = std::min(e.end, end);
-            out.push_back(std::move(e));
-        }
-        pos = nl + 1;
+    for (MapEntry &e : *maps) {
+        if (e.end <= start || e.start >= end)
+            continue;
+        e.start = std::max(e.start, start);
+        e.end = std::min(e.end, end);
+        out.push_back(std::move(e));
     }
     return out;
 }

@@ -38,7 +38,10 @@ void appendSharedMappings(const std::vector<MapEntry> &maps, std::vector<PageRan
 
 // Parses one line of /proc/PID/maps; false if malformed.
 bool parseMapsLine(std::string_view line, MapEntry *out);
-Result<std::vector<MapEntry>> readMaps(const std::string &maps_path);
+// Parses the whole text of /proc/PID/maps (`what` names it in errors).
+Result<std::vector<MapEntry>> parseMaps(std::string_view text, const std::string &what);
+// Reads and parses /proc/PID/maps through an open fd, from its start.
+Result<std::vector<MapEntry>> readMaps(int maps_fd, const std::string &what);
 
 } // namespace ooh
 

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "page_range.h"
-#include "process.h"
+#include "target.h"
 #include "result.h"
 
 #include <memory>
@@ -54,7 +54,7 @@ public:
     virtual BackendProbe probe() = 0;
     // Starts tracking `target`; the first epoch begins now. Fails (with
     // the probe's reason) unless the last probe said available.
-    virtual Result<std::unique_ptr<Tracker>> track(const Process &target) = 0;
+    virtual Result<std::unique_ptr<Tracker>> track(const Target &target) = 0;
 };
 
 // Every backend this build knows, in order of preference for automatic

@@ -4,7 +4,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "process.h"
+#include "target.h"
 #include "wire.h"
 
 #include <csignal>
@@ -658,15 +658,15 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
                          false);
     }
     UniqueFD proof = req.access_proof() ? std::move(passed.back()) : UniqueFD();
-    auto opened = req.by_pidfd() ? Process::fromPidfd(std::move(passed.front()))
-                                 : Process::open(req.pid());
+    auto opened = req.by_pidfd() ? Target::fromPidfd(std::move(passed.front()))
+                                 : Target::open(req.pid());
     if (!opened) {
         proof.reset();
         return sendError(c, id, opened.error(), false);
     }
     // Decided on the process as opened (its pidfd), not on a pid that may
     // be reused in between, and by the kernel, not by a copy of its rules.
-    auto allowed = checkAccessProof(c.peer, *opened, proof);
+    auto allowed = opened->checkAccessProof(c.peer, proof);
     proof.reset();
     if (!allowed)
         return sendError(c, id, allowed.error(), false);

@@ -9,7 +9,6 @@
 // holds up no one else.
 #pragma once
 
-#include "access_proof.h"
 #include "backend.h"
 #include "ooh.pb.h"
 #include "result.h"

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "backend.h"
-#include "process.h"
+#include "target.h"
 
 #include <cstdint>
 #include <memory>
@@ -28,7 +28,7 @@ struct Session {
     // Names this session and no other, of this oohd or of an earlier one
     // (random): a client that saw it can tell a session that was replaced.
     uint64_t id = 0;
-    Process process;
+    Target process;
     std::string backend;
     std::unique_ptr<Tracker> tracker;  // null while a worker has it
     int event_fd = -1;  // the tracker's event fd the loop watches; -1: none

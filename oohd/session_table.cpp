@@ -226,18 +226,18 @@ void SessionTable::runWaiting(pid_t pid)
     }
 }
 
-void SessionTable::track(const PeerCredentials &client, Process target,
+void SessionTable::track(const PeerCredentials &client, Target target,
                          const std::string &backend, Done<TrackResult> done)
 {
     const pid_t pid = target.pid();
     // std::function wants copies: the process travels by shared pointer.
-    auto held = std::make_shared<Process>(std::move(target));
+    auto held = std::make_shared<Target>(std::move(target));
     whenIdle(pid, [this, client, held, backend, done = std::move(done)]() mutable {
         startTrack(client, std::move(held), backend, std::move(done));
     });
 }
 
-void SessionTable::startTrack(const PeerCredentials &client, std::shared_ptr<Process> target,
+void SessionTable::startTrack(const PeerCredentials &client, std::shared_ptr<Target> target,
                               const std::string &backend, Done<TrackResult> done)
 {
     const pid_t pid = target->pid();
@@ -245,7 +245,7 @@ void SessionTable::startTrack(const PeerCredentials &client, std::shared_ptr<Pro
     if (existing != sessions_.end()) {
         Session &s = existing->second;
         bool same = s.state == Session::State::Active && s.process.isAlive() &&
-                    readStartTime(pid) == s.process.startTime();
+                    target->startTime() == s.process.startTime();
         if (same) {
             if (!backend.empty() && backend != s.backend)
                 return done(makeError(EEXIST, "pid " + std::to_string(pid) +
@@ -275,7 +275,7 @@ void SessionTable::startTrack(const PeerCredentials &client, std::shared_ptr<Pro
     sessions_.emplace(pid, std::move(placeholder));
 
     struct Job {
-        std::shared_ptr<Process> target;
+        std::shared_ptr<Target> target;
         std::optional<Result<std::unique_ptr<Tracker>>> tracker;
     };
     auto job = std::make_shared<Job>();

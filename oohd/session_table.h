@@ -10,7 +10,7 @@
 //     track or a collect runs on a worker), every other request for that
 //     pid (track, collect, untrack, stats) waits, in arrival order, and
 //     runs once the work is done as if it had just arrived.
-//  2. Ownership moves; nothing is shared. The work owns the Process (track)
+//  2. Ownership moves; nothing is shared. The work owns the Target (track)
 //     or the Tracker (collect) it was given until its completion, on the
 //     loop, gives it back to the session. A busy session has no tracker,
 //     is never erased, and its tracker's event fd is not watched, so
@@ -30,10 +30,10 @@
 // request's method returns when no backend work is needed, else later.
 #pragma once
 
-#include "access_proof.h"
+#include "peer_credentials.h"
 #include "backend.h"
 #include "page_range.h"
-#include "process.h"
+#include "target.h"
 #include "result.h"
 #include "session.h"
 #include "workers.h"
@@ -118,8 +118,8 @@ public:
     std::vector<BackendStatus> backends();
 
     // Starts tracking `target` for `client` (who may track it was decided
-    // already: see access_proof.h). An empty `backend` picks the default.
-    void track(const PeerCredentials &client, Process target, const std::string &backend,
+    // already: see Target::checkAccessProof). An empty `backend` picks the default.
+    void track(const PeerCredentials &client, Target target, const std::string &backend,
                Done<TrackResult> done);
     // Get-and-reset of pid's set. start_time: 0, or the identity the
     // client was given, to refuse a reused pid; session_id: 0, or the
@@ -143,14 +143,14 @@ private:
     void runWaiting(pid_t pid);
     bool isBusy(pid_t pid) const;
 
-    void startTrack(const PeerCredentials &client, std::shared_ptr<Process> target,
+    void startTrack(const PeerCredentials &client, std::shared_ptr<Target> target,
                     const std::string &backend, Done<TrackResult> done);
     void startCollect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
                       uint64_t session_id, Done<CollectResult> done);
 
     // The session of pid, if the client may use it: a session serves the
     // uid that tracked it, and root. Tracking needed the kernel's consent
-    // (access_proof.h); what the session reads later is what that client
+    // (Target::checkAccessProof); what the session reads later is what that client
     // was allowed to read then.
     Result<Session *> sessionFor(const PeerCredentials &client, pid_t pid);
     // Whether uid may start one more session (sessions that ended make room).

@@ -186,7 +186,7 @@ public:
             return {true, "scripted"};
         return {false, "scripted as unavailable"};
     }
-    Result<std::unique_ptr<Tracker>> track(const Process &target) override
+    Result<std::unique_ptr<Tracker>> track(const Target &target) override
     {
         FakeStep step;
         {

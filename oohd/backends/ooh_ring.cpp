@@ -39,11 +39,6 @@ const char *modeName(OohBackend::Mode m)
     return m == OohBackend::Mode::Spml ? "spml" : m == OohBackend::Mode::Epml ? "epml" : "auto";
 }
 
-Result<std::vector<MapEntry>> mapsOf(pid_t pid)
-{
-    return readMaps("/proc/" + std::to_string(pid) + "/maps");
-}
-
 // Every mapping of the target, as whole ranges (what a lost epoch reports).
 std::vector<PageRange> wholeAddressSpace(const std::vector<MapEntry> &maps)
 {
@@ -86,7 +81,10 @@ Result<std::vector<PagemapPage>> readPagemap(pid_t pid, int pagemap_fd,
 
 class OohTracker final : public Tracker {
 public:
-    OohTracker(pid_t pid, OohBackend::Mode mode) : pid_(pid), mode_(mode) {}
+    OohTracker(const Target &target, OohBackend::Mode mode)
+        : target_(target), pid_(target.pid()), mode_(mode)
+    {
+    }
     ~OohTracker() override
     {
         if (ring_ != MAP_FAILED)
@@ -95,15 +93,15 @@ public:
 
     Result<void> start()
     {
-        std::string proc = "/proc/" + std::to_string(pid_);
         {
             // SPML maps frames back with it; both modes report the pages
             // that vanished (discarded: changed without a write).
-            pagemap_.reset(::open((proc + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
-            if (!pagemap_.isValid())
-                return Error::fromErrno(errno, "open " + proc + "/pagemap");
+            auto pagemap = target_.openFile("pagemap", O_RDONLY);
+            if (!pagemap)
+                return pagemap.takeError();
+            pagemap_ = std::move(*pagemap);
             // Before logging starts: see SpmlReverseMap for why that order.
-            auto maps = mapsOf(pid_);
+            auto maps = target_.readMaps();
             if (!maps)
                 return maps.takeError();
             auto snap = readPagemap(pid_, pagemap_.get(), *maps, &mapped_);
@@ -115,14 +113,14 @@ public:
         if (!ctl_.isValid())
             return Error::fromErrno(errno, "open " OOH_CTL_DEVICE);
         // Our proof to the module that we may ptrace the target.
-        UniqueFD mem(::open((proc + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
-        if (!mem.isValid())
-            return Error::fromErrno(errno, "open " + proc + "/mem");
+        auto mem = target_.openFile("mem", O_RDONLY);
+        if (!mem)
+            return mem.takeError();
         ooh_track_req req = {};
         req.size = sizeof(req);
         req.mode = mode_ == OohBackend::Mode::Epml ? OOH_MODE_EPML : OOH_MODE_SPML;
         req.pid = pid_;
-        req.mem_fd = mem.get();
+        req.mem_fd = mem->get();
         if (const char *e = std::getenv("OOH_RING_ENTRIES"))
             req.ring_entries = static_cast<uint32_t>(std::strtoul(e, nullptr, 0));
         if (::ioctl(ctl_.get(), OOH_IOC_TRACK, &req) != 0)
@@ -161,7 +159,7 @@ public:
             return Error::fromErrno(errno, "OOH_IOC_COLLECT pid " + std::to_string(pid_));
         consume(req.collect_head);
         // One read of the mappings serves the whole collect.
-        auto maps = mapsOf(pid_);
+        auto maps = target_.readMaps();
         if (!maps)
             return maps.takeError();
 
@@ -230,7 +228,7 @@ public:
     {
         if (mapped_)
             return mapped_;
-        auto maps = mapsOf(pid_);
+        auto maps = target_.readMaps();
         uint64_t bytes = 0;
         if (maps)
             for (const auto &r : wholeAddressSpace(*maps))
@@ -250,6 +248,7 @@ private:
         __atomic_store_n(&hdr_->tail, tail, __ATOMIC_RELEASE);
     }
 
+    Target target_;
     pid_t pid_;
     OohBackend::Mode mode_;
     UniqueFD ctl_;
@@ -325,11 +324,11 @@ BackendProbe OohBackend::probe()
     return {true, reason_};
 }
 
-Result<std::unique_ptr<Tracker>> OohBackend::track(const Process &target)
+Result<std::unique_ptr<Tracker>> OohBackend::track(const Target &target)
 {
     if (!available_)
         return makeError(ENODEV, "ooh backend unavailable: " + reason_);
-    auto tracker = std::make_unique<OohTracker>(target.pid(), mode_);
+    auto tracker = std::make_unique<OohTracker>(target, mode_);
     OOH_TRY(tracker->start());
     return std::unique_ptr<Tracker>(std::move(tracker));
 }

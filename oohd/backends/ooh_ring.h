@@ -22,7 +22,7 @@ public:
 
     std::string_view name() const override { return "ooh"; }
     BackendProbe probe() override;
-    Result<std::unique_ptr<Tracker>> track(const Process &target) override;
+    Result<std::unique_ptr<Tracker>> track(const Target &target) override;
 
 private:
     Mode requested_;

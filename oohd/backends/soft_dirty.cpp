@@ -11,19 +11,16 @@
 #include "compat/linux_mm.h"
 #include "log.h"
 #include "pagemap_scan.h"
-#include "process.h"
+#include "target.h"
+#include "thread_stop.h"
 #include "unique_fd.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/ptrace.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <set>
 
 namespace ooh {
 
@@ -37,94 +34,18 @@ uint64_t pageSize()
     return size;
 }
 
-// Holds every thread of a process stopped for the duration of a collect.
-class ThreadStopper {
-public:
-    ThreadStopper() = default;
-    ThreadStopper(const ThreadStopper &) = delete;
-    ThreadStopper &operator=(const ThreadStopper &) = delete;
-    ~ThreadStopper()
-    {
-        for (pid_t tid : seized_)
-            ::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
-    }
-
-    Result<void> stopAll(pid_t pid)
-    {
-        // Threads can be created while we seize: repeat until no new one.
-        for (int round = 0; round < 100; ++round) {
-            bool added = false;
-            for (pid_t tid : listThreads(pid)) {
-                if (done_.count(tid))
-                    continue;
-                OOH_TRY(stopOne(pid, tid));
-                done_.insert(tid);
-                added = true;
-            }
-            if (!added)
-                return done_.empty() ? Result<void>(makeError(ESRCH, "process exited"))
-                                     : Result<void>();
-        }
-        return makeError(EAGAIN, "the target keeps creating threads");
-    }
-
-private:
-    Result<void> stopOne(pid_t pid, pid_t tid)
-    {
-        if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
-            int err = errno;
-            if (err == ESRCH)
-                return {};  // exited meanwhile: writes nothing more
-            char state = threadState(pid, tid);
-            if (err == EPERM && (state == 't' || state == 'T'))
-                return {};  // held stopped by its tracer (e.g. CRIU)
-            return Error::fromErrno(err, "soft-dirty needs thread " + std::to_string(tid) +
-                                             " stopped to reset atomically; PTRACE_SEIZE");
-        }
-        seized_.push_back(tid);
-        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0)
-            return Error::fromErrno(errno, "PTRACE_INTERRUPT " + std::to_string(tid));
-        for (;;) {
-            int status = 0;
-            pid_t r = ::waitpid(tid, &status, __WALL);
-            if (r < 0) {
-                if (errno == EINTR)
-                    continue;
-                return Error::fromErrno(errno, "waitpid " + std::to_string(tid));
-            }
-            if (WIFEXITED(status) || WIFSIGNALED(status)) {
-                seized_.pop_back();
-                return {};
-            }
-            if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP)
-                return {};
-            // A signal-delivery stop: deliver the signal unchanged, then wait
-            // for the interrupt's stop.
-            if (WIFSTOPPED(status)) {
-                long sig = WSTOPSIG(status);
-                if (::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void *>(sig)) != 0)
-                    return Error::fromErrno(errno, "PTRACE_CONT " + std::to_string(tid));
-                ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr);
-            }
-        }
-    }
-
-    std::set<pid_t> done_;
-    std::vector<pid_t> seized_;
-};
-
 class SoftDirtyTracker final : public Tracker {
 public:
-    SoftDirtyTracker(const Process &target, UniqueFD pagemap, UniqueFD clear_refs,
+    SoftDirtyTracker(const Target &target, UniqueFD pagemap, UniqueFD clear_refs,
                      bool pagemap_scan)
-        : pid_(target.pid()), pagemap_(std::move(pagemap)), clear_refs_(std::move(clear_refs)),
-          pagemap_scan_(pagemap_scan)
+        : target_(target), pid_(target.pid()), pagemap_(std::move(pagemap)),
+          clear_refs_(std::move(clear_refs)), pagemap_scan_(pagemap_scan)
     {
     }
 
     Result<void> start()
     {
-        auto maps = readMaps("/proc/" + std::to_string(pid_) + "/maps");
+        auto maps = target_.readMaps();
         if (!maps)
             return maps.takeError();
         maps_ = std::move(*maps);
@@ -139,10 +60,16 @@ public:
 
     Result<void> collect(std::vector<PageRange> &out) override
     {
-        ThreadStopper stopper;
-        OOH_TRY(stopper.stopAll(pid_));
+        // Held until the reset below; released (detached) on return.
+        StopOptions stop;
+        stop.accept_stopped_by_other_tracer = true;  // CRIU has frozen them
+        auto stopped = stopAllThreads(target_, stop);
+        if (!stopped)
+            return makeError(stopped.error().code,
+                             "soft-dirty needs every thread of pid " + std::to_string(pid_) +
+                                 " stopped to reset atomically: " + stopped.error().message);
 
-        auto maps = readMaps("/proc/" + std::to_string(pid_) + "/maps");
+        auto maps = target_.readMaps();
         if (!maps)
             return maps.takeError();
         std::vector<PageRange> found;
@@ -223,6 +150,7 @@ private:
         });
     }
 
+    Target target_;
     pid_t pid_;
     UniqueFD pagemap_;
     UniqueFD clear_refs_;
@@ -325,18 +253,18 @@ BackendProbe SoftDirtyBackend::probe()
     return result;
 }
 
-Result<std::unique_ptr<Tracker>> SoftDirtyBackend::track(const Process &target)
+Result<std::unique_ptr<Tracker>> SoftDirtyBackend::track(const Target &target)
 {
     if (!available_)
         return makeError(ENOTSUP, "soft-dirty is not available on this kernel");
-    UniqueFD pagemap(::open(target.procPath("pagemap").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!pagemap.isValid())
-        return Error::fromErrno(errno, "open " + target.procPath("pagemap"));
-    UniqueFD clear_refs(::open(target.procPath("clear_refs").c_str(), O_WRONLY | O_CLOEXEC));
-    if (!clear_refs.isValid())
-        return Error::fromErrno(errno, "open " + target.procPath("clear_refs"));
-    auto tracker = std::make_unique<SoftDirtyTracker>(target, std::move(pagemap),
-                                                      std::move(clear_refs), pagemap_scan_);
+    auto pagemap = target.openFile("pagemap", O_RDONLY);
+    if (!pagemap)
+        return pagemap.takeError();
+    auto clear_refs = target.openFile("clear_refs", O_WRONLY);
+    if (!clear_refs)
+        return clear_refs.takeError();
+    auto tracker = std::make_unique<SoftDirtyTracker>(target, std::move(*pagemap),
+                                                      std::move(*clear_refs), pagemap_scan_);
     OOH_TRY(tracker->start());
     OOH_LOG(kLog, Info) << "tracking pid " << target.pid()
                         << (pagemap_scan_ ? " with PAGEMAP_SCAN" : " with pagemap reads");

@@ -17,7 +17,7 @@ class SoftDirtyBackend final : public Backend {
 public:
     std::string_view name() const override { return "soft-dirty"; }
     BackendProbe probe() override;
-    Result<std::unique_ptr<Tracker>> track(const Process &target) override;
+    Result<std::unique_ptr<Tracker>> track(const Target &target) override;
 
 private:
     // What the last probe found.

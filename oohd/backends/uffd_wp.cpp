@@ -188,7 +188,7 @@ BackendProbe UffdWpBackend::probe()
     return p;
 }
 
-Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Process &target)
+Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Target &target)
 {
     if (!(features_ & UFFD_FEATURE_WP_ASYNC))
         return makeError(ENOTSUP, "uffd-wp backend is not available on this kernel");
@@ -230,21 +230,17 @@ Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Process &target)
                         << stopped_us << " us";
 
     OOH_TRY(uffdEnable(uffd.get(), features_));
-    UniqueFD pagemap(::open(target.procPath("pagemap").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!pagemap.isValid())
-        return openFailure(errno, "open " + target.procPath("pagemap"));
-    UniqueFD maps(::open(target.procPath("maps").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!maps.isValid())
-        return openFailure(errno, "open " + target.procPath("maps"));
-    // The /proc files were opened by PID: make sure it is still our process.
-    auto start_time = queryStartTime(target.pid());
-    if (!start_time && start_time.error().code != ESRCH)
-        return start_time.takeError();  // oohd out of fds, not an exit
-    if (!target.isAlive() || !start_time || *start_time != target.startTime())
-        return makeError(ESRCH, "process " + pid + " exited while tracking started");
+    // Through the directory oohd opened the target by: its own files,
+    // whatever became of its pid since (ESRCH once it has exited).
+    auto pagemap = target.openFile("pagemap", O_RDONLY);
+    if (!pagemap)
+        return pagemap.takeError();
+    auto maps = target.openFile("maps", O_RDONLY);
+    if (!maps)
+        return maps.takeError();
 
     auto tracker = std::make_unique<UffdWpTracker>(target.pid(), std::move(uffd),
-                                                   std::move(pagemap), std::move(maps),
+                                                   std::move(*pagemap), std::move(*maps),
                                                    features_ & UFFD_FEATURE_EVENT_REMOVE);
     OOH_TRY(tracker->start());
     return std::unique_ptr<Tracker>(std::move(tracker));

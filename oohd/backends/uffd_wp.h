@@ -13,7 +13,7 @@ class UffdWpBackend final : public Backend {
 public:
     std::string_view name() const override { return "uffd-wp"; }
     BackendProbe probe() override;
-    Result<std::unique_ptr<Tracker>> track(const Process &target) override;
+    Result<std::unique_ptr<Tracker>> track(const Target &target) override;
 
 private:
     uint64_t features_ = 0;  // the uffd features the probe found

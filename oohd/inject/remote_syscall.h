@@ -2,9 +2,9 @@
 // RemoteSyscalls: runs system calls inside another process through ptrace,
 // without writing to its memory, and leaves it exactly as it was.
 //
-// One thread of the target is seized (PTRACE_SEIZE + PTRACE_INTERRUPT) with
-// all its signals blocked (PTRACE_SETSIGMASK) so that nothing is delivered
-// with borrowed registers. Each syscall runs from an existing syscall
+// One thread of the target is stopped (oohd/target/thread_stop.h) with all
+// its signals blocked (PTRACE_SETSIGMASK) so that nothing is delivered with
+// borrowed registers. Each syscall runs from an existing syscall
 // instruction (found in the vDSO) and the thread is stopped at syscall exit.
 // On release the saved registers and mask are put back and the thread is
 // detached from a PTRACE_INTERRUPT stop, so that the kernel itself applies
@@ -15,9 +15,11 @@
 #pragma once
 
 #include "arch.h"
-#include "process.h"
 #include "result.h"
+#include "target.h"
+#include "thread_stop.h"
 
+#include <chrono>
 #include <cstdint>
 #include <sys/types.h>
 
@@ -25,11 +27,14 @@ namespace ooh {
 
 class RemoteSyscalls {
 public:
-    // Seizes and stops one thread of `target`. Fails with EBUSY if the
-    // target is already traced (naming the tracer), ESRCH if it exits, and
-    // EPERM, before touching it, if a thread runs under seccomp and oohd may
-    // not suspend it (no CAP_SYS_ADMIN in the initial user namespace).
-    static Result<RemoteSyscalls> attach(const Process &target);
+    // Stops one thread of `target`, waiting at most `timeout` for it.
+    // Fails with EBUSY if the target is already traced (naming the tracer),
+    // ESRCH if it exits, ETIMEDOUT if no thread stops in time (saying why),
+    // and EPERM, before touching it, if a thread runs under seccomp and
+    // oohd may not suspend it (no CAP_SYS_ADMIN in the initial user
+    // namespace). Each syscall's stops are then waited for as long.
+    static Result<RemoteSyscalls> attach(const Target &target,
+                                         std::chrono::milliseconds timeout = kDefaultStopTimeout);
 
     RemoteSyscalls(RemoteSyscalls &&other) noexcept;
     RemoteSyscalls &operator=(RemoteSyscalls &&) = delete;
@@ -44,36 +49,25 @@ public:
     // Restores the thread and detaches. Called by the destructor if needed.
     Result<void> release();
 
-    pid_t tid() const { return tid_; }
+    pid_t tid() const { return thread_.tid(); }
 
 private:
-    RemoteSyscalls() = default;
-    Result<int> waitStop(const char *what);
+    RemoteSyscalls(Tracee thread, uint64_t insn_addr, std::chrono::milliseconds timeout)
+        : thread_(std::move(thread)), insn_addr_(insn_addr), timeout_(timeout)
+    {
+    }
     Result<void> resumeUntilSyscallStop(const char *what);
 
-    pid_t tid_ = -1;
+    Tracee thread_;
     uint64_t insn_addr_ = 0;
+    std::chrono::milliseconds timeout_;
     arch::Regs saved_regs_{};
-    uint64_t saved_sigmask_ = 0;
-    bool attached_ = false;
+    bool released_ = false;
     bool injected_ = false;  // regs were changed: restore before detach
-    bool mask_set_ = false;  // the signal mask is ours: restore before detach
-    bool running_ = false;   // resumed and not seen stopped since
-    bool seccomp_suspended_ = false;  // PTRACE_O_SUSPEND_SECCOMP is set
 };
 
-// Detaches threads that did not stop in time (see RemoteSyscalls) once they
-// have; returns how many are still waited for. Strays are kept per thread:
-// only the thread that attached them (oohd's worker) can detach them.
-size_t reapStrayTracees();
-// How many of the calling thread's strays need more than a detach once
-// they stop (their signal mask restored). When a thread ends, the kernel
-// detaches its tracees as they are, so it must not end before these have
-// been reaped; for the others, ending is the cleanest detach.
-size_t strayTraceesToRestore();
-
-// Finds the address of a syscall instruction in one of pid's executable
-// mappings, preferring the vDSO. 0 if none.
-uint64_t findSyscallInstruction(pid_t pid);
+// Finds the address of a syscall instruction in one of the target's
+// executable mappings, preferring the vDSO; ENOEXEC if none.
+Result<uint64_t> findSyscallInstruction(const Target &target);
 
 } // namespace ooh

@@ -2,7 +2,7 @@
 // oohd against a local user who tries to exhaust it: file descriptors passed
 // in excess, connections held open by other uids, clients that never say
 // Hello. Every fd a client passes is closed, and root is still served.
-#include "process.h"
+#include "target.h"
 #include "server_harness.h"
 #include "test_support.h"
 
@@ -583,10 +583,10 @@ TEST(OpenTarget, RunningOutOfFdsIsNotReportedAsExit)
     struct rlimit one = {static_cast<rlim_t>(lowest_free + 1), saved.rlim_max};
     struct rlimit none = {static_cast<rlim_t>(lowest_free), saved.rlim_max};
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &one), 0);
-    auto opened_last = Process::open(target.pid());
+    auto opened_last = Target::open(target.pid());
     ::setrlimit(RLIMIT_NOFILE, &none);
-    auto opened_none = Process::open(target.pid());
-    auto adopted = Process::fromPidfd(std::move(pidfd));
+    auto opened_none = Target::open(target.pid());
+    auto adopted = Target::fromPidfd(std::move(pidfd));
     ::setrlimit(RLIMIT_NOFILE, &saved);
 
     for (auto *r : {&opened_last, &opened_none, &adopted}) {

@@ -134,7 +134,7 @@ TEST(TrackingFootprint, UnpopulatedPagesStayHoles)
     auto file0 = pagemapFootprint(pid, l.file_private, kFileBytes);
     uint64_t pte_kb0 = statusKb(pid, "VmPTE");
 
-    auto proc = Process::open(pid);
+    auto proc = Target::open(pid);
     ASSERT_TRUE(proc) << proc.error().message;
     auto tracker = uffd->track(*proc);
     ASSERT_TRUE(tracker) << tracker.error().message;

@@ -96,14 +96,14 @@ private:
 // A process tracked by the backend under test, its events read as oohd
 // would, and one collect done to close the first epoch.
 struct Tracked {
-    Process process;
+    Target process;
     std::unique_ptr<Tracker> tracker;
     std::unique_ptr<EventPump> pump;
 };
 
 void GroundTruthTest::track(pid_t pid, Tracked *out)
 {
-    auto proc = Process::open(pid);
+    auto proc = Target::open(pid);
     ASSERT_TRUE(proc) << proc.error().message;
     out->process = std::move(*proc);
     auto tracker = backend()->track(out->process);
@@ -119,7 +119,7 @@ TEST_P(GroundTruthTest, BackendDirect)
     ChildProcess writer({writerPath(), "--fifo-dir", fifo_dir_.string()});
     std::string ready;
     ASSERT_TRUE(writer.readLine(&ready)) << "writer did not start";
-    auto proc = Process::open(writer.pid());
+    auto proc = Target::open(writer.pid());
     ASSERT_TRUE(proc) << proc.error().message;
     auto tracker = backend()->track(*proc);
     ASSERT_TRUE(tracker) << tracker.error().message;
@@ -144,7 +144,7 @@ TEST_P(GroundTruthTest, BackendDirect)
             ASSERT_EQ(std::sscanf(line.c_str(), "child %d", &child_pid), 1) << line;
             std::string base = (fifo_dir_ / std::to_string(child_pid)).string();
             forked = std::make_unique<ChildProcess>(child_pid, base + ".in", base + ".out");
-            auto cproc = Process::open(child_pid);
+            auto cproc = Target::open(child_pid);
             ASSERT_TRUE(cproc) << cproc.error().message;
             auto ct = backend()->track(*cproc);
             ASSERT_TRUE(ct) << ct.error().message;

@@ -111,7 +111,7 @@ protected:
     // Tracks and untracks `times` times, pausing between, while it works.
     void trackRepeatedly(pid_t pid, int times)
     {
-        auto proc = Process::open(pid);
+        auto proc = Target::open(pid);
         ASSERT_TRUE(proc) << proc.error().message;
         for (int i = 0; i < times; ++i) {
             auto t = backend_.track(*proc);
@@ -150,7 +150,7 @@ protected:
         trackRepeatedly(t.child().pid(), 3);
         ASSERT_TRUE(t.writePage(0)) << "the target died: status " << t.child().wait();
 
-        auto proc = Process::open(t.child().pid());
+        auto proc = Target::open(t.child().pid());
         ASSERT_TRUE(proc) << proc.error().message;
         auto tracker = backend_.track(*proc);
         ASSERT_TRUE(tracker) << tracker.error().message;
@@ -204,7 +204,7 @@ std::pair<int, std::string> trackWithoutSysAdmin(UffdWpBackend &backend, pid_t p
             data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
             data[CAP_TO_INDEX(CAP_SYS_ADMIN)].permitted &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
             if (::syscall(SYS_capset, &hdr, data) == 0) {
-                auto proc = Process::open(pid);
+                auto proc = Target::open(pid);
                 auto t = proc ? backend.track(*proc)
                               : Result<std::unique_ptr<Tracker>>(proc.takeError());
                 code = t ? 0 : t.error().code;
@@ -336,7 +336,7 @@ TEST_F(InjectTest, AlreadyTracedTargetGetsClearError)
         ::_exit(0);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto proc = Process::open(c.pid());
+    auto proc = Target::open(c.pid());
     ASSERT_TRUE(proc);
     auto t = backend_.track(*proc);
     ASSERT_FALSE(t);
@@ -355,7 +355,7 @@ TEST_F(InjectTest, TargetUsingUserfaultfdGetsClearError)
     ASSERT_TRUE(c.readLine(&ready));
     if (ready.rfind("skip", 0) == 0)
         GTEST_SKIP() << ready;
-    auto proc = Process::open(c.pid());
+    auto proc = Target::open(c.pid());
     ASSERT_TRUE(proc);
     auto t = backend_.track(*proc);
     ASSERT_FALSE(t);
@@ -373,7 +373,7 @@ TEST_F(InjectTest, TargetInVforkTimesOutAndIsReleased)
     std::string ready;
     ASSERT_TRUE(c.readLine(&ready));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto proc = Process::open(c.pid());
+    auto proc = Target::open(c.pid());
     ASSERT_TRUE(proc);
     auto t0 = std::chrono::steady_clock::now();
     auto t = backend_.track(*proc);
@@ -389,17 +389,19 @@ TEST_F(InjectTest, TargetInVforkTimesOutAndIsReleased)
 
 TEST_F(InjectTest, ExitedTargetIsNoticed)
 {
-    ChildProcess c({targetPath(), "spin", "1"});
+    ChildProcess c({targetPath(), "read"});
     std::string line;
     ASSERT_TRUE(c.readLine(&line));
-    auto proc = Process::open(c.pid());
-    ASSERT_TRUE(proc);
+    auto proc = Target::open(c.pid());
+    ASSERT_TRUE(proc) << proc.error().message;
+    c.closeInput();
     while (c.readLine(&line)) {
     }
     c.wait();
     EXPECT_FALSE(proc->isAlive());
     auto t = backend_.track(*proc);
-    EXPECT_FALSE(t);
+    ASSERT_FALSE(t);
+    EXPECT_EQ(t.error().code, ESRCH) << t.error().message;
 }
 
 } // namespace

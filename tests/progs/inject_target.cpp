@@ -16,11 +16,13 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
+#include <sched.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -50,6 +52,12 @@ uint64_t sleepWork(uint64_t seed, uint64_t n)
         acc = step(acc, i);
     }
     return acc;
+}
+
+void sleepMs(uint64_t ms)
+{
+    struct timespec ts = {static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
+    nanosleep(&ts, nullptr);
 }
 
 // Raw syscalls only: under strict mode nothing but read, write, exit and
@@ -151,7 +159,8 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         std::fprintf(stderr, "usage: ooh-inject-target spin N | sleep N | read | threads T N | "
-                             "vfork MS | uffd | seccomp-strict PAGES | seccomp-filter PAGES\n");
+                             "vfork MS | vforks T MS | spawn MS | uffd | seccomp-strict PAGES | "
+                             "seccomp-filter PAGES\n");
         return 2;
     }
     std::string mode = argv[1];
@@ -198,12 +207,57 @@ int main(int argc, char **argv)
         // sleeps: no ptrace stop can reach it meanwhile.
         pid_t child = vfork();
         if (child == 0) {
-            struct timespec ts = {static_cast<time_t>(n / 1000),
-                                  static_cast<long>(n % 1000) * 1000000L};
-            nanosleep(&ts, nullptr);
+            sleepMs(n);
             _exit(0);
         }
         result = spinResult(1, 1000);
+    } else if (mode == "vforks") {
+        // T threads each blocked in vfork() for MS ms; the result counts
+        // the children that exited well.
+        uint64_t ms = argc > 3 ? std::strtoull(argv[3], nullptr, 0) : 1000;
+        std::atomic<uint64_t> done{0};
+        std::vector<std::thread> ts;
+        for (uint64_t t = 0; t < n; ++t)
+            ts.emplace_back([&] {
+                pid_t child = vfork();
+                if (child == 0) {
+                    sleepMs(ms);
+                    _exit(0);
+                }
+                int status = 0;
+                if (child > 0 && waitpid(child, &status, 0) == child && status == 0)
+                    ++done;
+            });
+        for (auto &t : ts)
+            t.join();
+        result = done;
+    } else if (mode == "spawn") {
+        // For n ms, a chain of short-lived threads, each starting the next
+        // before it ends: new threads keep appearing while any runs. The
+        // result counts them.
+        static std::atomic<bool> stop{false};
+        static std::atomic<uint64_t> started{0};
+        static std::atomic<int> live{0};
+        struct Chain {
+            static void link()
+            {
+                spinResult(started, 1000);
+                if (!stop) {
+                    ++live;
+                    ++started;
+                    std::thread(link).detach();
+                }
+                --live;
+            }
+        };
+        ++live;
+        ++started;
+        std::thread(Chain::link).detach();
+        sleepMs(n);
+        stop = true;
+        while (live > 0)
+            sched_yield();
+        result = started;
     } else if (mode == "uffd") {
         // Owns a userfaultfd registration, like a GC or Wine would.
         int uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY));

@@ -62,7 +62,7 @@ TEST(SoftDirty, ProbeSaysWhyOrTracksAChild)
         // This project's build machines lack CONFIG_MEM_SOFT_DIRTY: the
         // probe must say so, not fail later.
         EXPECT_NE(probe.reason.find("CONFIG_MEM_SOFT_DIRTY"), std::string::npos) << probe.reason;
-        auto self = Process::open(getpid());
+        auto self = Target::open(getpid());
         ASSERT_TRUE(self.ok());
         auto t = backend.track(*self);
         EXPECT_FALSE(t.ok());
@@ -84,7 +84,7 @@ TEST(SoftDirty, ProbeSaysWhyOrTracksAChild)
         }
         _exit(0);
     }
-    auto proc = Process::open(child);
+    auto proc = Target::open(child);
     ASSERT_TRUE(proc.ok());
     auto tracker = backend.track(*proc);
     if (!tracker.ok()) {

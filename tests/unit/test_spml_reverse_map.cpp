@@ -142,7 +142,7 @@ TEST(OohBackend, ProbeSaysWhyWithoutTheGuestModule)
     BackendProbe probe = backend.probe();
     EXPECT_FALSE(probe.available);
     EXPECT_NE(probe.reason.find("/dev/ooh-ctl"), std::string::npos) << probe.reason;
-    auto self = Process::open(getpid());
+    auto self = Target::open(getpid());
     ASSERT_TRUE(self.ok());
     auto tracker = backend.track(*self);
     ASSERT_FALSE(tracker.ok());

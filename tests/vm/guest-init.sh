@@ -123,6 +123,7 @@ plain)
         res kmod-nodev FAIL "insmod failed without the message: $out"
     fi
     check 600 $G ground-truth soft-dirty soft-dirty - $W 30
+    check 120 $G soft-dirty-vfork
     check 300 $G exact exact-soft-dirty soft-dirty - small
     check 300 $G exact exact-huge-soft-dirty soft-dirty - huge
     check 60 $G backends backend-choice soft-dirty

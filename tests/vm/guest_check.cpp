@@ -7,8 +7,9 @@
 #include "exact_pages.h"
 #include "ooh_ring.h"
 #include "page_range.h"
-#include "process.h"
+#include "target.h"
 #include "soft_dirty.h"
+#include "thread_stop.h"
 #include "writer_truth.h"
 
 #include "ooh/ooh.hpp"
@@ -26,6 +27,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -395,7 +397,7 @@ int cmdGroundTruth(const std::string &name, const std::string &backend_name,
     Writer w;
     if (!w.start(writer_path))
         return result(name, "FAIL", "cannot start " + writer_path);
-    auto proc = Process::open(w.pid);
+    auto proc = Target::open(w.pid);
     if (!proc)
         return result(name, "FAIL", proc.error().message);
     auto tracker = backend->track(*proc);
@@ -542,7 +544,7 @@ int cmdExact(const std::string &name, const std::string &backend_name, const std
     bool skip = false;
     if (std::string err = test::startToucher(toucher, huge, &skip); !err.empty())
         return result(name, skip ? "SKIP" : "FAIL", err);
-    auto proc = Process::open(toucher.pid());
+    auto proc = Target::open(toucher.pid());
     if (!proc)
         return result(name, "FAIL", proc.error().message);
     auto tracker = backend->track(*proc);
@@ -635,7 +637,7 @@ int cmdOverflow(const std::string &mode)
     if (!b.start(pages))
         return result(name, "FAIL", "fork");
     b.burst(0);  // the child has mapped and populated its memory
-    auto proc = Process::open(b.pid);
+    auto proc = Target::open(b.pid);
     if (!proc)
         return result(name, "FAIL", proc.error().message);
     auto tracker = backend.track(*proc);
@@ -693,7 +695,7 @@ int cmdStopped()
     kill(b.pid, SIGSTOP);
     int status = 0;
     waitpid(b.pid, &status, WUNTRACED);
-    auto proc = Process::open(b.pid);
+    auto proc = Target::open(b.pid);
     if (!proc)
         return result(name, "FAIL", proc.error().message);
     auto tracker = backend.track(*proc);
@@ -858,6 +860,89 @@ int cmdRingEvents(const std::string &socket)
                                     " pages)");
 }
 
+// A soft-dirty collect needs every thread stopped, and a vfork() parent
+// cannot stop until its child execs or exits. The collect fails within the
+// stop deadline (it used to wait for ever, holding up oohd), and once the
+// child has exited the next collect reports the page written meanwhile.
+int cmdSoftDirtyVfork()
+{
+    const std::string name = "soft-dirty-vfork";
+    SoftDirtyBackend backend;
+    if (auto p = backend.probe(); !p.available)
+        return result(name, "FAIL", "soft-dirty unavailable: " + p.reason);
+    static char page[4096] __attribute__((aligned(4096)));
+    int go[2], done[2];
+    if (pipe(go) < 0 || pipe(done) < 0)
+        return result(name, "FAIL", "pipe");
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            _exit(1);
+        if (vfork() == 0) {
+            struct timespec ts = {6, 0};
+            nanosleep(&ts, nullptr);
+            _exit(0);
+        }
+        page[8] = c;  // once the vfork() child has exited
+        if (write(done[1], &c, 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    struct Reap {
+        pid_t pid;
+        ~Reap()
+        {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+        }
+    } reap{pid};
+    auto target = Target::open(pid);
+    if (!target)
+        return result(name, "FAIL", target.error().message);
+    auto tracker = backend.track(*target);
+    if (!tracker)
+        return result(name, "FAIL", "track: " + tracker.error().message);
+    if (write(go[1], "x", 1) != 1)
+        return result(name, "FAIL", "pipe write");
+    for (int i = 0; i < 500 && target->threadState(pid) != 'D'; ++i)
+        usleep(10000);
+    if (target->threadState(pid) != 'D')
+        return result(name, "FAIL", "the parent never blocked in vfork()");
+
+    std::vector<PageRange> got;
+    auto t0 = std::chrono::steady_clock::now();
+    auto c = (*tracker)->collect(got);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count();
+    if (c)
+        return result(name, "FAIL", "a collect with a thread blocked in vfork() succeeded");
+    if (c.error().code != ETIMEDOUT || c.error().message.find("vfork") == std::string::npos)
+        return result(name, "FAIL", "collect: " + c.error().message);
+    if (ms > 5000)
+        return result(name, "FAIL", "the collect took " + std::to_string(ms) + " ms");
+    const std::string refused = c.error().message;
+
+    // It stops once its child has exited, and is held until detached.
+    for (int i = 0; i < 2000 && reapStrayTracees() > 0; ++i)
+        usleep(10000);
+    if (reapStrayTracees() > 0)
+        return result(name, "FAIL", "the parent was not detached after its late stop");
+    char x;
+    if (read(done[0], &x, 1) != 1)
+        return result(name, "FAIL", "the target never left vfork()");
+    got.clear();
+    if (auto again = (*tracker)->collect(got); !again)
+        return result(name, "FAIL", "collect after vfork(): " + again.error().message);
+    got = normalizeRanges(std::move(got));
+    if (!covered(got, reinterpret_cast<uintptr_t>(page)))
+        return result(name, "FAIL", "the page written after vfork() was not reported");
+    return result(name, "PASS", "refused in " + std::to_string(ms) + " ms (" + refused +
+                                    "); the next collect reported the page written since");
+}
+
 // Dirty pages reported per collect vs written, for bench/vm.
 int cmdRatio(const std::string &backend_name, const std::string &mode)
 {
@@ -869,7 +954,7 @@ int cmdRatio(const std::string &backend_name, const std::string &mode)
     if (!b.start(pages))
         return 1;
     b.burst(0);
-    auto proc = Process::open(b.pid);
+    auto proc = Target::open(b.pid);
     if (!proc)
         return 1;
     auto tracker = backend->track(*proc);
@@ -961,7 +1046,7 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "usage: ooh-guest-check ring | permission | backends NAME DEFAULT |\n"
                              "  ground-truth NAME BACKEND MODE WRITER ROUNDS |\n"
                              "  exact NAME BACKEND MODE small|huge |\n"
-                             "  overflow MODE | ratio BACKEND MODE\n");
+                             "  overflow MODE | ratio BACKEND MODE | soft-dirty-vfork\n");
         return 2;
     }
     const std::string &cmd = args[0];
@@ -987,6 +1072,8 @@ int main(int argc, char **argv)
         return cmdIsolation();
     if (cmd == "stopped")
         return cmdStopped();
+    if (cmd == "soft-dirty-vfork")
+        return cmdSoftDirtyVfork();
     if (cmd == "debug" && args.size() == 2)
         return cmdDebugSpml(args[1]);
     if (cmd == "ratio" && args.size() == 3)
