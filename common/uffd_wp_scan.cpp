@@ -78,16 +78,26 @@ int uffdUnregister(int uffd, uint64_t start, uint64_t end)
 Result<void> collectWritten(PagemapScanner &scanner, int pagemap_fd, uint64_t start, uint64_t end,
                             bool may_hold_file_pages, std::vector<PageRange> &out)
 {
+    return collectWritten(scanner, pagemap_fd, start, end, may_hold_file_pages,
+                          [&out](uint64_t s, uint64_t e, bool wholesale) {
+                              if (!out.empty() && out.back().end == s &&
+                                  out.back().wholesale == wholesale)
+                                  out.back().end = e;
+                              else
+                                  out.push_back({s, e, wholesale});
+                          });
+}
+
+Result<void> collectWritten(PagemapScanner &scanner, int pagemap_fd, uint64_t start, uint64_t end,
+                            bool may_hold_file_pages, const RangeSink &sink)
+{
     if (!may_hold_file_pages)
-        return scanner.scanInto(pagemap_fd, writtenQuery(start, end), out);
+        return scanner.scan(pagemap_fd, writtenQuery(start, end),
+                            [&sink](uint64_t s, uint64_t e, uint64_t) { sink(s, e, false); });
     return scanner.scan(pagemap_fd, writtenOrFileQuery(start, end),
-                        [&](uint64_t s, uint64_t e, uint64_t categories) {
-                            if (categories & PAGE_IS_FILE)
-                                return;
-                            if (!out.empty() && out.back().end == s && !out.back().wholesale)
-                                out.back().end = e;
-                            else
-                                out.push_back({s, e, false});
+                        [&sink](uint64_t s, uint64_t e, uint64_t categories) {
+                            if (!(categories & PAGE_IS_FILE))
+                                sink(s, e, false);
                         });
 }
 
@@ -116,28 +126,10 @@ void FileBackedRanges::set(uint64_t start, uint64_t end, bool file_backed)
 std::vector<FileBackedRanges::Run> FileBackedRanges::runs(uint64_t start, uint64_t end) const
 {
     std::vector<Run> out;
-    auto add = [&](uint64_t s, uint64_t e, bool file_backed) {
-        if (s >= e)
-            return;
-        if (!out.empty() && out.back().file_backed == file_backed && out.back().end == s)
-            out.back().end = e;
-        else
-            out.push_back({s, e, file_backed});
-    };
-    uint64_t pos = start;
-    auto it = by_start_.lower_bound(start);
-    if (it != by_start_.begin() && std::prev(it)->second.end > start)
-        --it;
-    for (; it != by_start_.end() && it->second.start < end && pos < end; ++it) {
-        const Run &r = it->second;
-        // The unknown gap before r joins the run before it.
-        if (r.start > pos)
-            add(pos, r.start, out.empty() ? true : out.back().file_backed);
-        add(std::max(pos, r.start), std::min(end, r.end), r.file_backed);
-        pos = std::max(pos, std::min(end, r.end));
-    }
-    if (pos < end)
-        add(pos, end, out.empty() ? true : out.back().file_backed);
+    forEachRun(start, end, [&out](const Run &r) {
+        out.push_back(r);
+        return true;
+    });
     return out;
 }
 

@@ -35,7 +35,7 @@ UffdWpSpace::UffdWpSpace(int uffd, int pagemap_fd, int maps_fd, std::string owne
 {
 }
 
-Result<void> UffdWpSpace::adoptVma(const MapEntry &vma, std::vector<PageRange> *report)
+Result<void> UffdWpSpace::adoptVma(const MapEntry &vma, const RangeSink *report)
 {
     if (isKernelOwned(vma))
         return {};
@@ -44,7 +44,7 @@ Result<void> UffdWpSpace::adoptVma(const MapEntry &vma, std::vector<PageRange> *
         // whole at every collect (unregistered, the coverage scan finds it
         // again each time).
         if (report)
-            report->push_back({vma.start, vma.end, true});
+            (*report)(vma.start, vma.end, true);
         return {};
     }
     int err = uffdRegisterWp(uffd_, vma.start, vma.end);
@@ -58,7 +58,7 @@ Result<void> UffdWpSpace::adoptVma(const MapEntry &vma, std::vector<PageRange> *
         file_backed_.set(vma.start, vma.end, file_backed);
         tracked_bytes_ += vma.end - vma.start;
         if (report)
-            report->push_back({vma.start, vma.end, true});
+            (*report)(vma.start, vma.end, true);
         return {};
     }
     if (err == -EPERM) {
@@ -77,13 +77,24 @@ Result<void> UffdWpSpace::adoptVma(const MapEntry &vma, std::vector<PageRange> *
         notice_(owner_ + ": cannot register " + hex(vma.start) + "-" + hex(vma.end) + " " +
                 vma.path + " (" + std::strerror(-err) + "); reported wholly at every collect");
     if (report)
-        report->push_back({vma.start, vma.end, true});
+        (*report)(vma.start, vma.end, true);
     return {};
 }
 
 Result<void> UffdWpSpace::adopt(uint64_t start, uint64_t end, std::vector<PageRange> *report)
 {
-    // Ranges of VMAs that are not write-protect-tracked by our uffd.
+    if (!report)
+        return adoptInto(start, end, nullptr);
+    const RangeSink sink = [report](uint64_t s, uint64_t e, bool wholesale) {
+        report->push_back({s, e, wholesale});
+    };
+    return adoptInto(start, end, &sink);
+}
+
+Result<void> UffdWpSpace::adoptInto(uint64_t start, uint64_t end, const RangeSink *report)
+{
+    // Ranges of VMAs that are not write-protect-tracked by our uffd (none,
+    // usually: then nothing is allocated).
     std::vector<PageRange> uncovered;
     OOH_TRY(findUntracked(scanner_, pagemap_, start, end, uncovered));
     for (const auto &r : uncovered) {
@@ -92,7 +103,7 @@ Result<void> UffdWpSpace::adopt(uint64_t start, uint64_t end, std::vector<PageRa
             // Cannot classify: report the whole range rather than guess.
             if (!report)
                 return vmas.takeError();
-            report->push_back({r.start, r.end, true});
+            (*report)(r.start, r.end, true);
             continue;
         }
         for (const auto &vma : *vmas)
@@ -103,11 +114,26 @@ Result<void> UffdWpSpace::adopt(uint64_t start, uint64_t end, std::vector<PageRa
 
 Result<void> UffdWpSpace::collect(uint64_t start, uint64_t end, std::vector<PageRange> &out)
 {
+    return collect(start, end, [&out](uint64_t s, uint64_t e, bool wholesale) {
+        if (!out.empty() && out.back().end == s && out.back().wholesale == wholesale)
+            out.back().end = e;
+        else
+            out.push_back({s, e, wholesale});
+    });
+}
+
+Result<void> UffdWpSpace::collect(uint64_t start, uint64_t end, const RangeSink &sink)
+{
     // 1. Pages written in tracked mappings; re-armed in the same step.
-    for (const auto &run : file_backed_.runs(start, end))
-        OOH_TRY(collectWritten(scanner_, pagemap_, run.start, run.end, run.file_backed, out));
+    Result<void> scanned;
+    file_backed_.forEachRun(start, end, [&](const FileBackedRanges::Run &run) {
+        scanned = collectWritten(scanner_, pagemap_, run.start, run.end, run.file_backed, sink);
+        return scanned.ok();
+    });
+    if (!scanned)
+        return scanned.takeError();
     // 2. Mappings that appeared since: reported wholly, then tracked.
-    return adopt(start, end, &out);
+    return adoptInto(start, end, &sink);
 }
 
 void UffdWpSpace::noteRemoved(uint64_t start, uint64_t end)

@@ -62,6 +62,11 @@ public:
     // Appends the pages of [start, end) written since the last call (exact,
     // re-armed) and the mappings that appeared there (wholesale, adopted).
     Result<void> collect(uint64_t start, uint64_t end, std::vector<PageRange> &out);
+    // The same, handing ranges to `sink` as they are found: the written
+    // pages ascending, then the adopted mappings ascending; they do not
+    // overlap unless a mapping is replaced while this runs. Allocates
+    // nothing unless a mapping appeared in [start, end) or on error.
+    Result<void> collect(uint64_t start, uint64_t end, const RangeSink &sink);
 
     // A UFFD_EVENT_REMOVE for [start, end).
     void noteRemoved(uint64_t start, uint64_t end);
@@ -73,7 +78,8 @@ public:
     uint64_t trackedBytes() const { return tracked_bytes_; }
 
 private:
-    Result<void> adoptVma(const MapEntry &vma, std::vector<PageRange> *report);
+    Result<void> adoptInto(uint64_t start, uint64_t end, const RangeSink *report);
+    Result<void> adoptVma(const MapEntry &vma, const RangeSink *report);
 
     int uffd_;
     int pagemap_;

@@ -2,6 +2,12 @@
 // libooh self-tracking (include/ooh/self.h): a userfaultfd of the caller's
 // own mm and UffdWpSpace (common/) over the ranges it tracks, plus a thread
 // that reads the kernel's discard notices. No exception leaves this file.
+//
+// Collects and the notice thread allocate nothing once tracking is set up:
+// a garbage collector collects with its other threads stopped by signals,
+// anywhere, inside malloc with its arena lock held too; malloc from the
+// collecting thread (or from the notice thread, which a collect waits for)
+// could then wait forever.
 #include "ooh/self.h"
 
 #include "compat/linux_mm.h"
@@ -12,6 +18,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
@@ -35,8 +42,30 @@ struct ooh_self {
 
     pthread_t notices_thread{};
     bool thread_started = false;
-    std::mutex mu;  // guards `removed`, filled by the notice thread
-    std::vector<ooh::PageRange> removed;
+
+    // Discards (UFFD_EVENT_REMOVE) in fixed arrays, so that neither the
+    // notice thread nor a collect allocates. Each is reported in two
+    // collects (the zap follows the notice, so one collect may run in
+    // between); past kMaxRemoved in an epoch, everything tracked counts as
+    // discarded (an over-report).
+    static constexpr size_t kMaxRemoved = 64;
+    struct Discards {
+        ooh::PageRange ranges[kMaxRemoved];
+        size_t count = 0;
+        bool overflow = false;
+        void add(uint64_t start, uint64_t end)
+        {
+            if (count < kMaxRemoved)
+                ranges[count++] = {start, end, true};
+            else
+                overflow = true;
+        }
+    };
+    std::mutex mu;          // guards `removed`, filled by the notice thread
+    Discards removed;       // since the last collect
+    Discards removed_prev;  // taken by the last collect (reported again)
+    // A collect's discards, sorted and merged (both epochs).
+    ooh::PageRange discarded[2 * kMaxRemoved];
 };
 
 namespace {
@@ -85,7 +114,7 @@ void drainNotices(ooh_self *s)
             return;  // EAGAIN: nothing queued
         for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(msgs[0]); ++i)
             if (msgs[i].event == UFFD_EVENT_REMOVE)
-                s->removed.push_back({msgs[i].arg.remove.start, msgs[i].arg.remove.end, true});
+                s->removed.add(msgs[i].arg.remove.start, msgs[i].arg.remove.end);
     }
 }
 
@@ -139,6 +168,106 @@ int openUffd(ooh_self *s)
     return 0;
 }
 
+// One collect's output: ranges go to the caller's sink in batches from a
+// fixed buffer, ascending within a batch. Discarded ranges are reported
+// wholesale and cut out of the others, so that no page is counted twice.
+class Collection {
+public:
+    Collection(ooh_self *s, ooh_self_sink sink, void *ctx)
+        : s_(s), sink_(sink), ctx_(ctx), page_(static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)))
+    {
+    }
+
+    // This epoch's discards and the previous one's, sorted and merged into
+    // s->discarded; the epochs move on. Under s->mu.
+    void takeDiscards()
+    {
+        all_discarded_ = s_->removed.overflow || s_->removed_prev.overflow;
+        size_t n = 0;
+        for (const auto *d : {&s_->removed, &s_->removed_prev})
+            for (size_t i = 0; i < d->count; ++i)
+                s_->discarded[n++] = d->ranges[i];
+        s_->removed_prev = s_->removed;
+        s_->removed = {};
+        ooh::PageRange *begin = s_->discarded;
+        std::sort(begin, begin + n, [](const ooh::PageRange &a, const ooh::PageRange &b) {
+            return a.start < b.start;
+        });
+        discarded_ = 0;
+        for (size_t i = 0; i < n; ++i) {
+            if (discarded_ && begin[i].start <= begin[discarded_ - 1].end)
+                begin[discarded_ - 1].end = std::max(begin[discarded_ - 1].end, begin[i].end);
+            else
+                begin[discarded_++] = begin[i];
+        }
+    }
+
+    // A range the scan found, less what was discarded (reported apart).
+    void addOutsideDiscards(uint64_t start, uint64_t end, bool wholesale)
+    {
+        if (all_discarded_)
+            return;
+        const ooh::PageRange *d = s_->discarded, *d_end = d + discarded_;
+        d = std::upper_bound(d, d_end, start,
+                             [](uint64_t a, const ooh::PageRange &r) { return a < r.end; });
+        uint64_t pos = start;
+        for (; d != d_end && d->start < end; ++d) {
+            if (d->start > pos)
+                add(pos, d->start, wholesale);
+            pos = std::max(pos, d->end);
+        }
+        if (pos < end)
+            add(pos, end, wholesale);
+    }
+
+    // The discarded parts of the tracked window [start, end).
+    void addDiscards(uint64_t start, uint64_t end)
+    {
+        if (all_discarded_) {
+            add(start, end, true);
+            return;
+        }
+        for (size_t i = 0; i < discarded_; ++i)
+            add(std::max(start, s_->discarded[i].start), std::min(end, s_->discarded[i].end),
+                true);
+    }
+
+    void flush()
+    {
+        if (n_)
+            sink_(ctx_, batch_, n_);
+        n_ = 0;
+    }
+
+    long pages = 0;
+
+private:
+    void add(uint64_t start, uint64_t end, bool wholesale)
+    {
+        if (start >= end)
+            return;
+        const uint32_t flags = wholesale ? OOH_RANGE_WHOLESALE : 0u;
+        pages += static_cast<long>((end - start) / page_);
+        if (n_ && batch_[n_ - 1].end == start && batch_[n_ - 1].flags == flags) {
+            batch_[n_ - 1].end = end;
+            return;
+        }
+        if (n_ == kBatch || (n_ && start < batch_[n_ - 1].end))
+            flush();
+        batch_[n_++] = {start, end, flags, 0};
+    }
+
+    static constexpr size_t kBatch = 256;
+    ooh_self *s_;
+    ooh_self_sink sink_;
+    void *ctx_;
+    uint64_t page_;
+    bool all_discarded_ = false;
+    size_t discarded_ = 0;  // merged ranges in s_->discarded
+    struct ooh_range batch_[kBatch];
+    size_t n_ = 0;
+};
+
 } // namespace
 
 extern "C" {
@@ -184,7 +313,13 @@ int ooh_self_open(ooh_self **out)
     if (r == 0) {
         s->space = std::make_unique<ooh::UffdWpSpace>(s->uffd.get(), s->pagemap.get(),
                                                       s->maps.get(), "this process");
+        // The notice thread takes no signal: a process-directed one goes to
+        // the program's own threads, and its handlers never run here.
+        sigset_t all, old;
+        ::sigfillset(&all);
+        ::pthread_sigmask(SIG_SETMASK, &all, &old);
         int perr = ::pthread_create(&s->notices_thread, nullptr, readNotices, s);
+        ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
         if (perr != 0)
             r = fail(s, perr, std::string("starting the notice thread: ") + std::strerror(perr));
         else
@@ -265,41 +400,22 @@ long ooh_self_collect(ooh_self *s, ooh_self_sink sink, void *ctx)
     if (!s->space)
         return fail(s, EBADF, "this handle failed to open: " + s->error);
     drainNotices(s);
+    Collection c(s, sink, ctx);
     {
         std::lock_guard<std::mutex> lock(s->mu);
-        for (const auto &r : s->removed)
-            s->space->noteRemoved(r.start, r.end);
-        s->removed.clear();
+        c.takeDiscards();
     }
-    std::vector<ooh::PageRange> found;
-    for (const auto &w : s->windows)
+    // The lambda holds one pointer: std::function keeps it in place.
+    const ooh::RangeSink found = [pc = &c](uint64_t start, uint64_t end, bool wholesale) {
+        pc->addOutsideDiscards(start, end, wholesale);
+    };
+    for (const auto &w : s->windows) {
         if (auto r = s->space->collect(w.start, w.end, found); !r)
             return fail(s, r.error());
-    s->space->takeRemoved(found);
-    // Only what lies in tracked ranges (a discard notice can outlive an
-    // untrack).
-    std::vector<ooh::PageRange> clipped;
-    for (const auto &r : found)
-        for (const auto &w : s->windows)
-            if (r.start < w.end && r.end > w.start)
-                clipped.push_back({std::max(r.start, w.start), std::min(r.end, w.end),
-                                   r.wholesale});
-    auto ranges = ooh::normalizeRanges(std::move(clipped));
-    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    long pages = 0;
-    struct ooh_range batch[256];
-    size_t n = 0;
-    for (const auto &r : ranges) {
-        batch[n++] = {r.start, r.end, r.wholesale ? OOH_RANGE_WHOLESALE : 0u, 0};
-        pages += static_cast<long>((r.end - r.start) / page);
-        if (n == sizeof(batch) / sizeof(batch[0])) {
-            sink(ctx, batch, n);
-            n = 0;
-        }
+        c.addDiscards(w.start, w.end);
     }
-    if (n)
-        sink(ctx, batch, n);
-    return pages;
+    c.flush();
+    return c.pages;
 }
 
 } // extern "C"

@@ -26,7 +26,14 @@
  * the kernel's notices of discarded pages: a thread that discards tracked
  * pages waits until that notice is read, so it must keep running (a
  * collector that stops the world must not stop it; it never touches the
- * tracked memory).
+ * tracked memory, blocks every signal and allocates nothing).
+ *
+ * Stopped worlds: ooh_self_collect() allocates no memory, so it may run
+ * while other threads are stopped anywhere (inside malloc too), as a
+ * collector's stop-the-world leaves them; unless it fails, or a mapping
+ * appeared inside a tracked range since the previous collect (made, moved
+ * or replaced by mmap/mremap: adopting it allocates). ooh_self_open(),
+ * _track() and _untrack() allocate.
  *
  * fork(): the child's memory is not tracked by the parent's handle. In the
  * child, every call but ooh_self_close() fails with -ECHILD; close it and
@@ -66,7 +73,9 @@ int ooh_self_track(ooh_self *self, void *addr, size_t len);
 /* Stops tracking [addr, addr + len) (page aligned). */
 int ooh_self_untrack(ooh_self *self, void *addr, size_t len);
 
-/* Receives a collect's ranges, in batches, ascending within a batch. */
+/* Receives a collect's ranges, in batches, ascending within a batch. A
+ * page is in one range only (unless a mapping is replaced while the collect
+ * runs: then it may come exact and again wholesale). */
 typedef void (*ooh_self_sink)(void *ctx, const struct ooh_range *ranges, size_t count);
 
 /* Get-and-reset over every tracked range: calls sink with every range
