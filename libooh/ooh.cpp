@@ -389,7 +389,7 @@ int ooh_get_stats(ooh_client *c, pid_t pid, struct ooh_stats *out)
         out->last_collect_ns = s.last_collect_ns();
         out->last_collect_pages = s.last_collect_pages();
         out->tracked_since_ns = s.tracked_since_ns();
-        out->tracked_bytes = s.registered_bytes();
+        out->tracked_bytes = s.tracked_bytes();
         out->alive = s.alive();
     }
     return 0;

@@ -104,7 +104,7 @@ wire::Envelope statsReply(uint64_t id, const StatsResult &s)
     st->set_last_collect_ns(s.stats.last_collect_ns);
     st->set_last_collect_pages(s.stats.last_collect_pages);
     st->set_tracked_since_ns(s.stats.tracked_since_ns);
-    st->set_registered_bytes(s.tracked_bytes);
+    st->set_tracked_bytes(s.tracked_bytes);
     st->set_alive(s.alive);
     st->set_session_id(s.session_id);
     return reply;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The list of backends, in order of preference for automatic choice.
 #include "backend.h"
-#include "ooh_ring.h"
+#include "pml_ring.h"
 #include "soft_dirty.h"
 #include "uffd_wp.h"
 
@@ -11,7 +11,7 @@ std::vector<std::unique_ptr<Backend>> makeBackends()
 {
     std::vector<std::unique_ptr<Backend>> backends;
     backends.push_back(std::make_unique<UffdWpBackend>());
-    backends.push_back(std::make_unique<OohBackend>());
+    backends.push_back(std::make_unique<PmlRingBackend>());
     backends.push_back(std::make_unique<SoftDirtyBackend>());
     return backends;
 }

@@ -238,7 +238,7 @@ TEST_F(Sessions, StatsCountCollects)
     EXPECT_EQ(s.pages_reported(), 6u);
     EXPECT_EQ(s.pages_wholesale(), 2u);
     EXPECT_EQ(s.last_collect_pages(), 3u);
-    EXPECT_EQ(s.registered_bytes(), 4096u);
+    EXPECT_EQ(s.tracked_bytes(), 4096u);
     EXPECT_TRUE(s.alive());
 }
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // SpmlReverseMap: logged frames back to virtual pages, across frame moves,
-// shared frames, swap and discards; and the ooh backend's probe where the
+// shared frames, swap and discards; and the pml-ring backend's probe where the
 // guest module is absent (this host cannot load modules).
-#include "ooh_ring.h"
+#include "pml_ring.h"
 #include "spml_reverse_map.h"
 
 #include <gtest/gtest.h>
@@ -133,12 +133,12 @@ TEST(SpmlReverseMap, IndexScalesPastTheLinearSearch)
     std::printf("reverse map of 1 GiB, every page logged: %lld ms\n", static_cast<long long>(ms));
 }
 
-TEST(OohBackend, ProbeSaysWhyWithoutTheGuestModule)
+TEST(PmlRingBackend, ProbeSaysWhyWithoutTheGuestModule)
 {
     struct stat st;
     if (stat("/dev/ooh-ctl", &st) == 0)
         GTEST_SKIP() << "the guest module is loaded here";
-    OohBackend backend;
+    PmlRingBackend backend;
     BackendProbe probe = backend.probe();
     EXPECT_FALSE(probe.available);
     EXPECT_NE(probe.reason.find("/dev/ooh-ctl"), std::string::npos) << probe.reason;

@@ -69,16 +69,16 @@ pml)
     check 120 $G permission
     check 120 $G stopped
     check 120 $G isolation
-    check 600 $G ground-truth spml ooh spml $W 30
-    check 600 $G ground-truth epml ooh epml $W 30
-    check 300 $G exact exact-spml ooh spml small
-    check 300 $G exact exact-epml ooh epml small
-    check 300 $G exact exact-huge-spml ooh spml huge
-    check 300 $G exact exact-huge-epml ooh epml huge
+    check 600 $G ground-truth spml pml-ring spml $W 30
+    check 600 $G ground-truth epml pml-ring epml $W 30
+    check 300 $G exact exact-spml pml-ring spml small
+    check 300 $G exact exact-epml pml-ring epml small
+    check 300 $G exact exact-huge-spml pml-ring spml huge
+    check 300 $G exact exact-huge-epml pml-ring epml huge
     check 300 $G overflow spml
     check 300 $G overflow epml
-    check 60 $G backends backend-choice-kmod ooh
-    daemon_check oohd-ooh ooh
+    check 60 $G backends backend-choice-kmod pml-ring
+    daemon_check oohd-pml-ring pml-ring
     # The daemon drains a small ring on the module's UIO events.
     OOH_RING_ENTRIES=512 oohd --socket /run/oohd.sock --foreground --log-level warning &
     pid=$!
@@ -87,8 +87,8 @@ pml)
     kill $pid
     wait $pid
     if [ "$bench" = 1 ]; then
-        check 300 $G ratio ooh spml
-        check 300 $G ratio ooh epml
+        check 300 $G ratio pml-ring spml
+        check 300 $G ratio pml-ring epml
         check 300 $G ratio soft-dirty -
         check 600 $G ground-truth bench-soft-dirty soft-dirty - $W 30
     fi

@@ -5,7 +5,7 @@
 // plus "OOH-BENCH ..." lines with ratios for bench/vm.
 #include "backend.h"
 #include "exact_pages.h"
-#include "ooh_ring.h"
+#include "pml_ring.h"
 #include "page_range.h"
 #include "target.h"
 #include "soft_dirty.h"
@@ -255,9 +255,9 @@ int cmdPermission()
 
 std::unique_ptr<Backend> makeBackend(const std::string &name, const std::string &mode)
 {
-    if (name == "ooh")
-        return std::make_unique<OohBackend>(mode == "epml" ? OohBackend::Mode::Epml
-                                                           : OohBackend::Mode::Spml);
+    if (name == "pml-ring")
+        return std::make_unique<PmlRingBackend>(mode == "epml" ? PmlRingBackend::Mode::Epml
+                                                           : PmlRingBackend::Mode::Spml);
     if (name == "soft-dirty")
         return std::make_unique<SoftDirtyBackend>();
     return nullptr;
@@ -630,9 +630,9 @@ int cmdOverflow(const std::string &mode)
     const std::string name = "overflow-" + mode;
     const uint64_t pages = 4096;
     setenv("OOH_RING_ENTRIES", "512", 1);
-    OohBackend backend(mode == "epml" ? OohBackend::Mode::Epml : OohBackend::Mode::Spml);
+    PmlRingBackend backend(mode == "epml" ? PmlRingBackend::Mode::Epml : PmlRingBackend::Mode::Spml);
     if (!backend.probe().available)
-        return result(name, "FAIL", "ooh backend unavailable");
+        return result(name, "FAIL", "pml-ring backend unavailable");
     Burster b;
     if (!b.start(pages))
         return result(name, "FAIL", "fork");
@@ -685,9 +685,9 @@ int cmdOverflow(const std::string &mode)
 int cmdStopped()
 {
     const std::string name = "stopped-target";
-    OohBackend backend(OohBackend::Mode::Spml);
+    PmlRingBackend backend(PmlRingBackend::Mode::Spml);
     if (!backend.probe().available)
-        return result(name, "FAIL", "ooh backend unavailable");
+        return result(name, "FAIL", "pml-ring backend unavailable");
     Burster b;
     if (!b.start(64))
         return result(name, "FAIL", "fork");
@@ -795,7 +795,7 @@ int cmdRingEvents(const std::string &socket)
     if (!b.start(4096, true))
         return result(name, "FAIL", "fork");
     uintptr_t base = b.burst(0);
-    if (client.track(b.pid, "ooh") < 0)
+    if (client.track(b.pid, "pml-ring") < 0)
         return result(name, "FAIL", "track: " + client.error());
     // The daemon's ring for this target, to watch it being consumed.
     ooh_ring_header *hdr = nullptr;

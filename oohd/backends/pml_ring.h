@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The "ooh" backend: the OoH guest module's per-tracker PML ring (through
+// The "pml-ring" backend: the OoH guest module's per-tracker PML ring (through
 // /dev/ooh-ctl and a UIO device). SPML rings carry guest-physical frames,
 // mapped back to the target's pages by SpmlReverseMap; EPML rings carry the
 // target's virtual pages directly.
@@ -12,15 +12,15 @@
 
 namespace ooh {
 
-class OohBackend final : public Backend {
+class PmlRingBackend final : public Backend {
 public:
     enum class Mode { Auto, Spml, Epml };
 
     // Auto picks EPML where the transport has it (no reverse map needed),
     // else SPML; the environment variable OOH_PML_MODE=spml|epml overrides.
-    explicit OohBackend(Mode mode = Mode::Auto) : requested_(mode) {}
+    explicit PmlRingBackend(Mode mode = Mode::Auto) : requested_(mode) {}
 
-    std::string_view name() const override { return "ooh"; }
+    std::string_view name() const override { return "pml-ring"; }
     BackendProbe probe() override;
     Result<std::unique_ptr<Tracker>> track(const Target &target) override;
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Implementation of the "ooh" backend (oohd/backends/ooh_ring.h).
-#include "ooh_ring.h"
+// Implementation of the "pml-ring" backend (oohd/backends/pml_ring.h).
+#include "pml_ring.h"
 
 #include "ooh/ooh_ring.h"
 #include "log.h"
@@ -23,7 +23,7 @@ namespace ooh {
 
 namespace {
 
-constexpr const char *kLog = "ooh";
+constexpr const char *kLog = "pml-ring";
 // User space ends here on x86-64 (4-level paging); EPML entries above are
 // the kernel's own writes while the target ran.
 constexpr uint64_t kUserTop = 1ull << 47;
@@ -34,9 +34,9 @@ uint64_t pageSize()
     return size;
 }
 
-const char *modeName(OohBackend::Mode m)
+const char *modeName(PmlRingBackend::Mode m)
 {
-    return m == OohBackend::Mode::Spml ? "spml" : m == OohBackend::Mode::Epml ? "epml" : "auto";
+    return m == PmlRingBackend::Mode::Spml ? "spml" : m == PmlRingBackend::Mode::Epml ? "epml" : "auto";
 }
 
 // Every mapping of the target, as whole ranges (what a lost epoch reports).
@@ -79,13 +79,13 @@ Result<std::vector<PagemapPage>> readPagemap(pid_t pid, int pagemap_fd,
     return pages;
 }
 
-class OohTracker final : public Tracker {
+class PmlRingTracker final : public Tracker {
 public:
-    OohTracker(const Target &target, OohBackend::Mode mode)
+    PmlRingTracker(const Target &target, PmlRingBackend::Mode mode)
         : target_(target), pid_(target.pid()), mode_(mode)
     {
     }
-    ~OohTracker() override
+    ~PmlRingTracker() override
     {
         if (ring_ != MAP_FAILED)
             ::munmap(ring_, ring_bytes_);
@@ -118,7 +118,7 @@ public:
             return mem.takeError();
         ooh_track_req req = {};
         req.size = sizeof(req);
-        req.mode = mode_ == OohBackend::Mode::Epml ? OOH_MODE_EPML : OOH_MODE_SPML;
+        req.mode = mode_ == PmlRingBackend::Mode::Epml ? OOH_MODE_EPML : OOH_MODE_SPML;
         req.pid = pid_;
         req.mem_fd = mem->get();
         if (const char *e = std::getenv("OOH_RING_ENTRIES"))
@@ -174,7 +174,7 @@ public:
         }
 
         const uint64_t ps = pageSize();
-        if (mode_ == OohBackend::Mode::Epml) {
+        if (mode_ == PmlRingBackend::Mode::Epml) {
             std::sort(pending_.begin(), pending_.end());
             pending_.erase(std::unique(pending_.begin(), pending_.end()), pending_.end());
             size_t first_exact = found.size();
@@ -193,7 +193,7 @@ public:
             auto pages = reverse_.update(pending_, std::move(*snap), ps);
             found.insert(found.end(), pages.begin(), pages.end());
         }
-        if (mode_ == OohBackend::Mode::Epml) {
+        if (mode_ == PmlRingBackend::Mode::Epml) {
             // Virtual addresses miss what moved without a write: pages
             // discarded, or written and then mremap()ed elsewhere (logged at
             // the old address; they appear at the new one).
@@ -250,7 +250,7 @@ private:
 
     Target target_;
     pid_t pid_;
-    OohBackend::Mode mode_;
+    PmlRingBackend::Mode mode_;
     UniqueFD ctl_;
     UniqueFD uio_;
     UniqueFD pagemap_;
@@ -276,7 +276,7 @@ std::string oohUioDevicePath(unsigned index)
     return "/dev/uio" + std::to_string(index);
 }
 
-BackendProbe OohBackend::probe()
+BackendProbe PmlRingBackend::probe()
 {
     available_ = false;
     struct stat st;
@@ -324,11 +324,11 @@ BackendProbe OohBackend::probe()
     return {true, reason_};
 }
 
-Result<std::unique_ptr<Tracker>> OohBackend::track(const Target &target)
+Result<std::unique_ptr<Tracker>> PmlRingBackend::track(const Target &target)
 {
     if (!available_)
-        return makeError(ENODEV, "ooh backend unavailable: " + reason_);
-    auto tracker = std::make_unique<OohTracker>(target, mode_);
+        return makeError(ENODEV, "pml-ring backend unavailable: " + reason_);
+    auto tracker = std::make_unique<PmlRingTracker>(target, mode_);
     OOH_TRY(tracker->start());
     return std::unique_ptr<Tracker>(std::move(tracker));
 }
