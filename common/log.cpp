@@ -23,8 +23,8 @@ bool parseLevel(std::string_view t, Level *out)
     static const struct {
         std::string_view name;
         Level level;
-    } names[] = {{"error", Level::Error},   {"err", Level::Error},  {"warning", Level::Warning},
-                 {"warn", Level::Warning},  {"notice", Level::Notice}, {"info", Level::Info},
+    } names[] = {{"error", Level::Error},  {"err", Level::Error},     {"warning", Level::Warning},
+                 {"warn", Level::Warning}, {"notice", Level::Notice}, {"info", Level::Info},
                  {"debug", Level::Debug}};
     for (const auto &n : names) {
         if (t == n.name) {

@@ -10,8 +10,8 @@ namespace ooh {
 
 struct PageRange {
     uint64_t start = 0;
-    uint64_t end = 0;        // exclusive
-    bool wholesale = false;  // reported as a whole: tracking could not be exact
+    uint64_t end = 0;       // exclusive
+    bool wholesale = false; // reported as a whole: tracking could not be exact
 
     uint64_t bytes() const { return end - start; }
     bool operator==(const PageRange &) const = default;

@@ -45,8 +45,8 @@ Result<void> PagemapScanner::scan(int fd, const PagemapScanQuery &q,
     return {};
 }
 
-Result<void> PagemapScanner::scanInto(int fd, const PagemapScanQuery &q, std::vector<PageRange> &out,
-                                      bool wholesale)
+Result<void> PagemapScanner::scanInto(int fd, const PagemapScanQuery &q,
+                                      std::vector<PageRange> &out, bool wholesale)
 {
     return scan(fd, q, [&](uint64_t s, uint64_t e, uint64_t) {
         if (!out.empty() && out.back().end == s && out.back().wholesale == wholesale)

@@ -16,7 +16,7 @@ namespace ooh {
 struct PagemapScanQuery {
     uint64_t start = 0;
     uint64_t end = 0;
-    uint64_t flags = 0;  // PM_SCAN_*
+    uint64_t flags = 0; // PM_SCAN_*
     uint64_t category_inverted = 0;
     uint64_t category_mask = 0;
     uint64_t category_anyof_mask = 0;
@@ -40,7 +40,7 @@ public:
     uint64_t ioctlCalls() const { return calls_; }
 
 private:
-    std::vector<uint64_t> buffer_;  // page_region triples
+    std::vector<uint64_t> buffer_; // page_region triples
     uint64_t calls_ = 0;
 };
 

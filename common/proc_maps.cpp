@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <cinttypes>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 
 namespace ooh {
 
@@ -111,7 +111,7 @@ Result<std::vector<MapEntry>> vmasIn(int maps_fd, uint64_t start, uint64_t end)
         q.vma_name_size = sizeof(name);
         if (::ioctl(maps_fd, PROCMAP_QUERY, &q) < 0) {
             if (errno == ENOENT)
-                break;  // no VMA at or after addr
+                break; // no VMA at or after addr
             if (errno == ENOTTY || errno == EINVAL)
                 return vmasInByParsing(maps_fd, start, end);
             return Error::fromErrno(errno, "PROCMAP_QUERY");

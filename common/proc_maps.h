@@ -19,7 +19,7 @@ struct MapEntry {
     bool read = false, write = false, exec = false, shared = false;
     uint64_t offset = 0;
     uint64_t inode = 0;
-    std::string path;  // may be empty, "[heap]", "[stack]", "[vdso]", ...
+    std::string path; // may be empty, "[heap]", "[stack]", "[vdso]", ...
 
     // Kernel-provided mappings that no user write can reach and that
     // checkpointers recreate rather than dump.

@@ -12,7 +12,7 @@
 namespace ooh {
 
 struct Error {
-    int code = 0;  // positive errno
+    int code = 0; // positive errno
     std::string message;
 
     static Error fromErrno(int err, std::string what)

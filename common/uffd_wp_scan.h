@@ -70,7 +70,7 @@ public:
     template <typename Visit> bool forEachRun(uint64_t start, uint64_t end, Visit &&visit) const;
 
 private:
-    std::map<uint64_t, Run> by_start_;  // non-overlapping
+    std::map<uint64_t, Run> by_start_; // non-overlapping
 };
 
 template <typename Visit>

@@ -15,8 +15,8 @@ namespace {
 // writable: a process that mprotect()s its vDSO writable gets it reported.
 bool isKernelOwned(const MapEntry &m)
 {
-    return !m.write && (m.path == "[vvar]" || m.path == "[vvar_vclock]" ||
-                        m.path == "[vsyscall]" || m.path == "[vdso]");
+    return !m.write && (m.path == "[vvar]" || m.path == "[vvar_vclock]" || m.path == "[vsyscall]" ||
+                        m.path == "[vdso]");
 }
 
 std::string hex(uint64_t v)

@@ -87,11 +87,11 @@ private:
     std::string owner_;
     std::function<void(const std::string &)> notice_;
     PagemapScanner scanner_;
-    FileBackedRanges file_backed_;         // where file pages can be
-    std::vector<PageRange> removed_now_;   // discarded since the last collect
-    std::vector<PageRange> removed_prev_;  // discarded before it (reported again)
+    FileBackedRanges file_backed_;        // where file pages can be
+    std::vector<PageRange> removed_now_;  // discarded since the last collect
+    std::vector<PageRange> removed_prev_; // discarded before it (reported again)
     uint64_t tracked_bytes_ = 0;
-    std::set<uint64_t> warned_;  // unregistrable ranges already noticed
+    std::set<uint64_t> warned_; // unregistrable ranges already noticed
 };
 
 } // namespace ooh

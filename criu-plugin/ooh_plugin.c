@@ -30,14 +30,14 @@
 #include "ooh_track.h"
 
 struct ooh_task {
-	int pid;	/* in CRIU's PID namespace */
-	pid_t ooh_pid;	/* the same process in oohd's PID namespace */
+	int pid;       /* in CRIU's PID namespace */
+	pid_t ooh_pid; /* the same process in oohd's PID namespace */
 	uint64_t start_time;
 	struct ooh_session session; /* as oohd named it when this dump tracked */
-	bool untracked;   /* gone, a zombie (leader) or its session replaced: every page changed */
+	bool untracked;	  /* gone, a zombie (leader) or its session replaced: every page changed */
 	bool tracked_now; /* tracking started by this dump: no usable history */
-	bool collected;   /* the set of this dump is in `set` */
-	bool exact;       /* `set` may be used; otherwise every page is dirty */
+	bool collected;	  /* the set of this dump is in `set` */
+	bool exact;	  /* `set` may be used; otherwise every page is dirty */
 	struct ooh_rangeset set;
 };
 
@@ -65,8 +65,8 @@ static int ooh_connect_once(void)
 
 	ret = ooh_connect(NULL, &ooh.client);
 	if (ret < 0) {
-		pr_err("--ooh needs oohd (socket %s, set by $%s): %s\n", socket_path(), OOH_SOCKET_ENV,
-		       ooh.client ? ooh_last_error(ooh.client) : strerror(-ret));
+		pr_err("--ooh needs oohd (socket %s, set by $%s): %s\n", socket_path(),
+		       OOH_SOCKET_ENV, ooh.client ? ooh_last_error(ooh.client) : strerror(-ret));
 		ooh_close(ooh.client);
 		ooh.client = NULL;
 		return ret;
@@ -249,7 +249,8 @@ static int collect(struct ooh_task *t)
 		 * over too.
 		 */
 		pr_warn("can't collect %d from the session this dump saw (%s): dumping all its "
-			"pages\n", t->pid, ooh_last_error(ooh.client));
+			"pages\n",
+			t->pid, ooh_last_error(ooh.client));
 		t->untracked = true;
 		t->exact = false;
 		return 0;
@@ -280,7 +281,8 @@ static int collect(struct ooh_task *t)
 	t->exact = ooh_set_is_exact(t->tracked_now, have_parent ? &parent : NULL, &now);
 	if (!t->exact && !t->tracked_now)
 		pr_warn("no tracking history of %d matches the parent images (epoch %llu): "
-			"dumping all its pages\n", t->pid, (unsigned long long)info.epoch);
+			"dumping all its pages\n",
+			t->pid, (unsigned long long)info.epoch);
 	t->collected = true;
 	pr_info("%d: %llu pages written since the last dump (epoch %llu)\n", t->pid,
 		(unsigned long long)ooh_rangeset_pages(&t->set, info.page_size),
@@ -348,7 +350,8 @@ static void ooh_plugin_exit(int stage, int ret)
 		 */
 		if (ret && ooh.client && !t->untracked && (t->collected || t->tracked_now)) {
 			if (ooh_untrack(ooh.client, t->ooh_pid) < 0)
-				pr_warn("can't stop tracking %d: %s\n", t->pid, ooh_last_error(ooh.client));
+				pr_warn("can't stop tracking %d: %s\n", t->pid,
+					ooh_last_error(ooh.client));
 		}
 		ooh_rangeset_free(&t->set);
 	}
@@ -368,9 +371,10 @@ cr_plugin_desc_t CR_PLUGIN_DESC = {
 	.exit = ooh_plugin_exit,
 	.version = CRIU_PLUGIN_VERSION,
 	.max_hooks = CR_PLUGIN_HOOK__RESET_DIRTY_TRACK + 1,
-	.hooks = {
-		[CR_PLUGIN_HOOK__TRACK_MEM] = ooh_track_mem,
-		[CR_PLUGIN_HOOK__DIRTY_PAGES] = ooh_dirty_pages,
-		[CR_PLUGIN_HOOK__RESET_DIRTY_TRACK] = ooh_reset_dirty_track,
-	},
+	.hooks =
+		{
+			[CR_PLUGIN_HOOK__TRACK_MEM] = ooh_track_mem,
+			[CR_PLUGIN_HOOK__DIRTY_PAGES] = ooh_dirty_pages,
+			[CR_PLUGIN_HOOK__RESET_DIRTY_TRACK] = ooh_reset_dirty_track,
+		},
 };

@@ -128,8 +128,10 @@ void ooh_rangeset_to_bitmap(const struct ooh_rangeset *set, uint64_t start, uint
 
 int ooh_state_format(char *buf, size_t len, const struct ooh_task_state *st)
 {
-	int n = snprintf(buf, len, "ooh-track 1\nstart_time %" PRIu64 "\nsession %" PRIu64
-			 "\nepoch %" PRIu64 "\n", st->start_time, st->session, st->epoch);
+	int n = snprintf(buf, len,
+			 "ooh-track 1\nstart_time %" PRIu64 "\nsession %" PRIu64 "\nepoch %" PRIu64
+			 "\n",
+			 st->start_time, st->session, st->epoch);
 
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
@@ -142,7 +144,8 @@ int ooh_state_parse(const char *buf, struct ooh_task_state *st)
 	int version, consumed = 0;
 
 	if (sscanf(buf, "ooh-track %d start_time %llu session %llu epoch %llu%n", &version,
-		   &start_time, &session, &epoch, &consumed) != 4 || !consumed)
+		   &start_time, &session, &epoch, &consumed) != 4 ||
+	    !consumed)
 		return -EINVAL;
 	if (version != 1)
 		return -EINVAL;

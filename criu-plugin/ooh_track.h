@@ -54,7 +54,7 @@ void ooh_rangeset_to_bitmap(const struct ooh_rangeset *set, uint64_t start, uint
 struct ooh_task_state {
 	uint64_t start_time; /* /proc/PID/stat starttime: the process identity */
 	uint64_t session;    /* oohd's session id: the tracking identity (0: none) */
-	uint64_t epoch;      /* the epoch closed by this dump's collect */
+	uint64_t epoch;	     /* the epoch closed by this dump's collect */
 };
 
 #define OOH_STATE_FILE_FMT "ooh-track-%d.txt"

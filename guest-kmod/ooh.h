@@ -40,14 +40,13 @@ struct ooh_transport_ops {
 	 * that are available. Returns true if the hypervisor dropped entries
 	 * since the previous call (the caller fails every tracker's epoch).
 	 */
-	bool (*drain)(struct ooh_transport *t, bool to_rearm, ooh_sink_fn sink,
-		      void *ctx);
+	bool (*drain)(struct ooh_transport *t, bool to_rearm, ooh_sink_fn sink, void *ctx);
 };
 
 struct ooh_transport {
 	const char *name;
-	u32 transport_bit;	/* OOH_TRANSPORT_* */
-	u32 modes;		/* (1 << OOH_MODE_*) supported */
+	u32 transport_bit; /* OOH_TRANSPORT_* */
+	u32 modes;	   /* (1 << OOH_MODE_*) supported */
 	const struct ooh_transport_ops *ops;
 	void *priv;
 };

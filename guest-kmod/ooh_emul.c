@@ -18,11 +18,11 @@
 
 #define IVSHMEM_VENDOR 0x1af4
 #define IVSHMEM_DEVICE 0x1110
-#define OOH_EMUL_BAR 2
+#define OOH_EMUL_BAR   2
 
 struct ooh_emul {
 	struct pci_dev *pdev;
-	struct ooh_pmldev_header *hdr;	/* memremap'd BAR 2 */
+	struct ooh_pmldev_header *hdr; /* memremap'd BAR 2 */
 	struct ooh_pmldev_entry *rings;
 	u64 ring_entries;
 	u64 lost_seen[OOH_PMLDEV_MAX_VCPUS];
@@ -50,7 +50,7 @@ static int ooh_emul_call(struct ooh_emul *e, u32 cmd, u32 arg, u64 arg64)
 	WRITE_ONCE(v->doorbell, seq);
 	barrier();
 	if (READ_ONCE(v->ack) != seq)
-		return -EIO;	/* ivshmem without the plugin */
+		return -EIO; /* ivshmem without the plugin */
 	return READ_ONCE(v->status);
 }
 
@@ -92,8 +92,8 @@ static void ooh_emul_enable(struct ooh_transport *t, int cpu, u32 tag, u32 mode)
 		return;
 	v = &e->hdr->vcpu[cpu];
 	WRITE_ONCE(v->tag, tag);
-	WRITE_ONCE(v->mode, mode == OOH_MODE_EPML ?
-		   OOH_PMLDEV_LOG_GPA | OOH_PMLDEV_LOG_GVA : OOH_PMLDEV_LOG_GPA);
+	WRITE_ONCE(v->mode, mode == OOH_MODE_EPML ? OOH_PMLDEV_LOG_GPA | OOH_PMLDEV_LOG_GVA
+						  : OOH_PMLDEV_LOG_GPA);
 }
 
 static void ooh_emul_disable(struct ooh_transport *t, int cpu)
@@ -121,8 +121,7 @@ static void ooh_emul_flush(struct ooh_transport *t)
 	preempt_enable();
 }
 
-static bool ooh_emul_drain(struct ooh_transport *t, bool to_rearm,
-			   ooh_sink_fn sink, void *ctx)
+static bool ooh_emul_drain(struct ooh_transport *t, bool to_rearm, ooh_sink_fn sink, void *ctx)
 {
 	struct ooh_emul *e = t->priv;
 	bool lost = false;
@@ -133,9 +132,8 @@ static bool ooh_emul_drain(struct ooh_transport *t, bool to_rearm,
 		struct ooh_pmldev_entry *ring = e->rings + s * e->ring_entries;
 		u64 head, tail = READ_ONCE(v->tail), dropped;
 
-		head = to_rearm ? smp_load_acquire(&v->rearm_head) :
-				  smp_load_acquire(&v->head);
-		if (head - tail > e->ring_entries)	/* not ours to trust */
+		head = to_rearm ? smp_load_acquire(&v->rearm_head) : smp_load_acquire(&v->head);
+		if (head - tail > e->ring_entries) /* not ours to trust */
 			tail = head - e->ring_entries;
 		for (; (s64)(head - tail) > 0; tail++) {
 			struct ooh_pmldev_entry ent = ring[tail & (e->ring_entries - 1)];
@@ -179,15 +177,15 @@ static int ooh_emul_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	e->hdr = devm_memremap(&pdev->dev, start, len, MEMREMAP_WB);
 	if (IS_ERR(e->hdr))
 		return PTR_ERR(e->hdr);
-	if (READ_ONCE(e->hdr->magic) != OOH_PMLDEV_MAGIC ||
-	    e->hdr->version != OOH_PMLDEV_VERSION) {
+	if (READ_ONCE(e->hdr->magic) != OOH_PMLDEV_MAGIC || e->hdr->version != OOH_PMLDEV_VERSION) {
 		dev_info(&pdev->dev, "ivshmem device without the qemu-pml signature, ignored\n");
 		return -ENODEV;
 	}
 	e->ring_entries = e->hdr->ring_entries;
 	if (!is_power_of_2(e->ring_entries) ||
 	    e->hdr->ring_offset + OOH_PMLDEV_MAX_VCPUS * e->ring_entries *
-		    sizeof(struct ooh_pmldev_entry) > len)
+					  sizeof(struct ooh_pmldev_entry) >
+		    len)
 		return -EINVAL;
 	e->rings = (void *)((char *)e->hdr + e->hdr->ring_offset);
 	e->pdev = pdev;
@@ -220,8 +218,7 @@ static int ooh_emul_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return ret;
 	pci_set_drvdata(pdev, e);
 	ooh_emul_dev = e;
-	dev_info(&pdev->dev, "emulated PML device, %llu entries per vCPU ring\n",
-		 e->ring_entries);
+	dev_info(&pdev->dev, "emulated PML device, %llu entries per vCPU ring\n", e->ring_entries);
 	return 0;
 }
 
@@ -236,10 +233,8 @@ static void ooh_emul_remove(struct pci_dev *pdev)
 	ooh_emul_dev = NULL;
 }
 
-static const struct pci_device_id ooh_emul_ids[] = {
-	{ PCI_DEVICE(IVSHMEM_VENDOR, IVSHMEM_DEVICE) },
-	{ }
-};
+static const struct pci_device_id ooh_emul_ids[] = {{PCI_DEVICE(IVSHMEM_VENDOR, IVSHMEM_DEVICE)},
+						    {}};
 MODULE_DEVICE_TABLE(pci, ooh_emul_ids);
 
 static struct pci_driver ooh_emul_driver = {

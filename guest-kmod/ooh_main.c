@@ -39,13 +39,13 @@
 #include "ooh.h"
 
 #define OOH_DRAIN_INTERVAL_MS 10
-#define OOH_ATTACH_TIMEOUT (2 * HZ)
-#define OOH_DETACH_TIMEOUT (2 * HZ)
+#define OOH_ATTACH_TIMEOUT    (2 * HZ)
+#define OOH_DETACH_TIMEOUT    (2 * HZ)
 
 enum ooh_thread_state {
-	OOH_THREAD_QUEUED,	/* attach work queued, not run yet */
-	OOH_THREAD_ATTACHED,	/* notifier registered on the task */
-	OOH_THREAD_DETACHED,	/* notifier removed */
+	OOH_THREAD_QUEUED,   /* attach work queued, not run yet */
+	OOH_THREAD_ATTACHED, /* notifier registered on the task */
+	OOH_THREAD_DETACHED, /* notifier removed */
 };
 
 /* One attached thread of a tracked process. */
@@ -53,11 +53,11 @@ struct ooh_thread {
 	struct preempt_notifier pn;
 	struct callback_head attach_work;
 	struct callback_head detach_work;
-	struct task_struct *task;	/* reference held */
-	struct list_head node;		/* tracker's threads, or the graveyard */
-	struct kref ref;		/* list + one per queued work */
+	struct task_struct *task; /* reference held */
+	struct list_head node;	  /* tracker's threads, or the graveyard */
+	struct kref ref;	  /* list + one per queued work */
 	u32 tag;
-	u32 mode;			/* 0 once the tracker is gone */
+	u32 mode; /* 0 once the tracker is gone */
 	int state;
 	bool registered;
 };
@@ -66,23 +66,23 @@ struct ooh_tracker {
 	u32 tag;
 	u32 mode;
 	struct pid *tgid;
-	struct ooh_ring_header *hdr;	/* vmalloc_user, mapped by UIO */
+	struct ooh_ring_header *hdr; /* vmalloc_user, mapped by UIO */
 	u64 *entries;
 	size_t ring_bytes;
 	struct uio_info uio;
 	bool uio_registered;
-	spinlock_t lock;		/* threads, from the fork probe too */
+	spinlock_t lock; /* threads, from the fork probe too */
 	struct list_head threads;
-	struct list_head node;		/* ooh_tracker_list */
-	atomic_t lost_pending;		/* an mm sharer we cannot log appeared */
+	struct list_head node; /* ooh_tracker_list */
+	atomic_t lost_pending; /* an mm sharer we cannot log appeared */
 	u64 notified_head;
 };
 
-static DEFINE_MUTEX(ooh_lock);		/* trackers, transport, drains */
-static DEFINE_IDR(ooh_trackers);	/* tag -> tracker */
+static DEFINE_MUTEX(ooh_lock);	 /* trackers, transport, drains */
+static DEFINE_IDR(ooh_trackers); /* tag -> tracker */
 static struct ooh_transport __rcu *ooh_active;
-static LIST_HEAD(ooh_graveyard);	/* threads waiting for their task to die */
-static LIST_HEAD(ooh_tracker_list);	/* for the fork probe */
+static LIST_HEAD(ooh_graveyard);    /* threads waiting for their task to die */
+static LIST_HEAD(ooh_tracker_list); /* for the fork probe */
 static DEFINE_SPINLOCK(ooh_tracker_list_lock);
 static struct tracepoint *ooh_tp_fork;
 static DECLARE_WAIT_QUEUE_HEAD(ooh_wq);
@@ -181,14 +181,11 @@ static bool ooh_thread_known(struct ooh_tracker *tr, struct task_struct *t)
 {
 	struct ooh_thread *th;
 
-	list_for_each_entry(th, &tr->threads, node)
-		if (th->task == t)
-			return true;
+	list_for_each_entry(th, &tr->threads, node) if (th->task == t) return true;
 	return false;
 }
 
-static struct ooh_thread *ooh_thread_alloc(struct ooh_tracker *tr,
-					   struct task_struct *t, gfp_t gfp)
+static struct ooh_thread *ooh_thread_alloc(struct ooh_tracker *tr, struct task_struct *t, gfp_t gfp)
 {
 	struct ooh_thread *th = kzalloc(sizeof(*th), gfp);
 
@@ -213,8 +210,7 @@ static struct ooh_thread *ooh_thread_alloc(struct ooh_tracker *tr,
  * instruction. A task that shares the mm but is not a thread of the target
  * (CLONE_VM without CLONE_THREAD, vfork) is not logged: the epoch is lost.
  */
-static void ooh_on_fork(void *data, struct task_struct *parent,
-			struct task_struct *child)
+static void ooh_on_fork(void *data, struct task_struct *parent, struct task_struct *child)
 {
 	struct ooh_tracker *tr;
 	struct ooh_thread *th;
@@ -222,7 +218,8 @@ static void ooh_on_fork(void *data, struct task_struct *parent,
 	if (list_empty(&ooh_tracker_list) || !child->mm)
 		return;
 	spin_lock(&ooh_tracker_list_lock);
-	list_for_each_entry(tr, &ooh_tracker_list, node) {
+	list_for_each_entry(tr, &ooh_tracker_list, node)
+	{
 		if (task_tgid(child) != tr->tgid) {
 			if (child->mm == parent->mm && task_tgid(parent) == tr->tgid)
 				atomic_set(&tr->lost_pending, 1);
@@ -292,7 +289,8 @@ static int ooh_attach_new_threads(struct ooh_tracker *tr)
 	}
 	rcu_read_lock();
 	spin_lock(&tr->lock);
-	for_each_thread(leader, t) {
+	for_each_thread(leader, t)
+	{
 		if (n == cap)
 			break;
 		if (t->flags & PF_EXITING || ooh_thread_known(tr, t))
@@ -323,15 +321,15 @@ static bool ooh_attach_settled(struct ooh_tracker *tr)
 	bool settled = true;
 
 	spin_lock(&tr->lock);
-	list_for_each_entry(th, &tr->threads, node) {
+	list_for_each_entry(th, &tr->threads, node)
+	{
 		if (READ_ONCE(th->state) != OOH_THREAD_QUEUED)
 			continue;
 		/*
 		 * A stopped or traced thread runs the work when it resumes,
 		 * before any user-mode instruction: it need not be waited for.
 		 */
-		if (!task_is_stopped_or_traced(th->task) &&
-		    !READ_ONCE(th->task->exit_state)) {
+		if (!task_is_stopped_or_traced(th->task) && !READ_ONCE(th->task->exit_state)) {
 			settled = false;
 			break;
 		}
@@ -363,7 +361,8 @@ static void ooh_detach_all(struct ooh_tracker *tr, struct list_head *waiting)
 	list_splice_init(&tr->threads, &all);
 	spin_unlock(&tr->lock);
 
-	list_for_each_entry_safe(th, tmp, &all, node) {
+	list_for_each_entry_safe(th, tmp, &all, node)
+	{
 		list_del(&th->node);
 		WRITE_ONCE(th->mode, 0);
 		if (READ_ONCE(th->state) != OOH_THREAD_DETACHED) {
@@ -386,10 +385,9 @@ static bool ooh_all_detached(struct list_head *waiting)
 {
 	struct ooh_thread *th;
 
-	list_for_each_entry(th, waiting, node)
-		if (READ_ONCE(th->state) != OOH_THREAD_DETACHED &&
-		    !task_is_stopped_or_traced(th->task))
-			return false;
+	list_for_each_entry(th, waiting,
+			    node) if (READ_ONCE(th->state) != OOH_THREAD_DETACHED &&
+				      !task_is_stopped_or_traced(th->task)) return false;
 	return true;
 }
 
@@ -397,7 +395,8 @@ static void ooh_reap_graveyard(void)
 {
 	struct ooh_thread *th, *tmp;
 
-	list_for_each_entry_safe(th, tmp, &ooh_graveyard, node) {
+	list_for_each_entry_safe(th, tmp, &ooh_graveyard, node)
+	{
 		if (!ooh_task_gone(th->task))
 			continue;
 		list_del(&th->node);
@@ -441,7 +440,7 @@ static void ooh_sink(void *ctx, u32 tag, u64 gpa, u64 gva)
 	}
 	tr = idr_find(&ooh_trackers, tag);
 	if (!tr)
-		return;	/* tracker gone: nobody to tell */
+		return; /* tracker gone: nobody to tell */
 	if (tr->mode == OOH_MODE_EPML) {
 		/* Kernel addresses are never the target's pages. */
 		if (gva >= TASK_SIZE_MAX)
@@ -476,8 +475,7 @@ static int ooh_notify_one(int id, void *p, void *data)
 /* Called with ooh_lock held. */
 static void ooh_drain_locked(bool to_rearm)
 {
-	struct ooh_transport *t = rcu_dereference_protected(ooh_active,
-					lockdep_is_held(&ooh_lock));
+	struct ooh_transport *t = rcu_dereference_protected(ooh_active, lockdep_is_held(&ooh_lock));
 
 	if (!t)
 		return;
@@ -499,8 +497,7 @@ static void ooh_drain_workfn(struct work_struct *work)
 	again = !idr_is_empty(&ooh_trackers) || !list_empty(&ooh_graveyard);
 	mutex_unlock(&ooh_lock);
 	if (again)
-		schedule_delayed_work(&ooh_drain_work,
-				      msecs_to_jiffies(OOH_DRAIN_INTERVAL_MS));
+		schedule_delayed_work(&ooh_drain_work, msecs_to_jiffies(OOH_DRAIN_INTERVAL_MS));
 }
 
 /* ---- transports ---- */
@@ -564,8 +561,7 @@ static int ooh_may_ptrace_realcreds(struct task_struct *task)
 		return -EPERM;
 	mm = get_task_mm(task);
 	if (mm) {
-		ok = get_dumpable(mm) == SUID_DUMP_USER ||
-		     ns_capable(mm->user_ns, CAP_SYS_PTRACE);
+		ok = get_dumpable(mm) == SUID_DUMP_USER || ns_capable(mm->user_ns, CAP_SYS_PTRACE);
 		mmput(mm);
 	}
 	return ok ? 0 : -EPERM;
@@ -593,8 +589,8 @@ static int ooh_check_mem_fd(int fd, struct task_struct *target)
 		goto out;
 	}
 	if (file_inode(f)->i_sb->s_magic == PROC_SUPER_MAGIC &&
-	    !strcmp(f->f_path.dentry->d_name.name, "mem") &&
-	    (f->f_mode & FMODE_UNSIGNED_OFFSET) && f->private_data == mm)
+	    !strcmp(f->f_path.dentry->d_name.name, "mem") && (f->f_mode & FMODE_UNSIGNED_OFFSET) &&
+	    f->private_data == mm)
 		ret = 0;
 	mmput(mm);
 out:
@@ -616,7 +612,8 @@ static void ooh_tracker_destroy(struct ooh_tracker *tr)
 	mutex_unlock(&ooh_lock);
 	/* Wait a little for the detaches, so that rmmod after close works. */
 	wait_event_timeout(ooh_wq, ooh_all_detached(&waiting), OOH_DETACH_TIMEOUT);
-	list_for_each_entry_safe(th, tmp, &waiting, node) {
+	list_for_each_entry_safe(th, tmp, &waiting, node)
+	{
 		list_del(&th->node);
 		ooh_thread_put(th);
 	}
@@ -650,7 +647,7 @@ static long ooh_ioctl_track(struct file *file, void __user *arg)
 	if (!is_power_of_2(entries) || entries < 512 || entries > OOH_RING_MAX_ENTRIES)
 		return -EINVAL;
 	if (file->private_data)
-		return -EBUSY;	/* one tracker per open file */
+		return -EBUSY; /* one tracker per open file */
 
 	mutex_lock(&ooh_lock);
 	t = rcu_dereference_protected(ooh_active, lockdep_is_held(&ooh_lock));
@@ -909,7 +906,8 @@ static int __init ooh_init(void)
 	ooh_emul_init();
 	ooh_xen_init();
 	if (!rcu_access_pointer(ooh_active)) {
-		pr_err("no PML transport: neither Xen SPML nor the emulated PML device (ivshmem with the qemu-pml plugin) is present\n");
+		pr_err("no PML transport: neither Xen SPML nor the emulated PML device (ivshmem "
+		       "with the qemu-pml plugin) is present\n");
 		ret = -ENODEV;
 		goto err;
 	}

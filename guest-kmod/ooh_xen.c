@@ -33,7 +33,7 @@
 #include "ooh.h"
 
 /* 2^4 data frames: 4096 entries per vCPU. */
-#define OOH_XEN_DATA_ORDER 4
+#define OOH_XEN_DATA_ORDER  4
 #define OOH_XEN_DATA_FRAMES (1u << OOH_XEN_DATA_ORDER)
 
 struct ooh_xen_ring {
@@ -41,7 +41,7 @@ struct ooh_xen_ring {
 	struct ooh_spml_ring_header *hdr;
 	u64 overflow_seen;
 	bool registered;
-	int irq;		/* of the VIRQ on this CPU, or <= 0 */
+	int irq; /* of the VIRQ on this CPU, or <= 0 */
 };
 
 struct ooh_xen_entry {
@@ -50,7 +50,7 @@ struct ooh_xen_entry {
 };
 
 struct ooh_xen {
-	struct ooh_xen_ring *rings;	/* nr_cpu_ids */
+	struct ooh_xen_ring *rings; /* nr_cpu_ids */
 	/* entries drained at the last collect, handed out by drain(true) */
 	struct ooh_xen_entry *pending;
 	size_t nr_pending, cap_pending;
@@ -58,7 +58,7 @@ struct ooh_xen {
 	/* every frame drained since the last REARM: what REARM must re-arm */
 	u64 *rearm;
 	size_t nr_rearm, cap_rearm;
-	bool rearm_all;		/* remembering failed: re-arm everything */
+	bool rearm_all; /* remembering failed: re-arm everything */
 	struct ooh_transport transport;
 };
 
@@ -98,8 +98,7 @@ static void ooh_xen_disable(struct ooh_transport *t, int cpu)
 static struct ooh_spml_entry *ooh_xen_slot(struct ooh_xen_ring *r, u32 i)
 {
 	u32 idx = i & (r->hdr->capacity - 1);
-	struct ooh_spml_entry *frame =
-		page_address(r->pages[1 + idx / OOH_SPML_ENTRIES_PER_FRAME]);
+	struct ooh_spml_entry *frame = page_address(r->pages[1 + idx / OOH_SPML_ENTRIES_PER_FRAME]);
 
 	return &frame[idx % OOH_SPML_ENTRIES_PER_FRAME];
 }
@@ -135,7 +134,8 @@ static bool ooh_xen_drain_rings(struct ooh_xen *x, ooh_sink_fn sink, void *ctx)
 	bool lost = false;
 	int cpu;
 
-	for_each_possible_cpu(cpu) {
+	for_each_possible_cpu(cpu)
+	{
 		struct ooh_xen_ring *r = &x->rings[cpu];
 		u32 prod, cons;
 		u64 overflow;
@@ -174,7 +174,7 @@ static void ooh_xen_keep(void *ctx, u32 tag, u64 gpa, u64 gva)
 		struct ooh_xen_entry *p = kvmalloc_array(cap, sizeof(*p), GFP_KERNEL);
 
 		if (!p) {
-			x->pending_lost = true;	/* reported, never silent */
+			x->pending_lost = true; /* reported, never silent */
 			return;
 		}
 		if (x->pending) {
@@ -230,8 +230,7 @@ static int ooh_xen_flush_rearm(struct ooh_transport *t)
 	return ret;
 }
 
-static bool ooh_xen_drain(struct ooh_transport *t, bool to_rearm,
-			  ooh_sink_fn sink, void *ctx)
+static bool ooh_xen_drain(struct ooh_transport *t, bool to_rearm, ooh_sink_fn sink, void *ctx)
 {
 	struct ooh_xen *x = t->priv;
 	bool lost;
@@ -321,8 +320,7 @@ int ooh_xen_init(void)
 	if (!xen_hvm_domain())
 		return -ENODEV;
 	ret = ooh_spml(OOH_SPML_CMD_QUERY, OOH_SPML_VCPU_SELF, &op);
-	if (ret || op.u.query.magic != OOH_SPML_MAGIC ||
-	    op.u.query.version < OOH_SPML_VERSION) {
+	if (ret || op.u.query.magic != OOH_SPML_MAGIC || op.u.query.version < OOH_SPML_VERSION) {
 		pr_info("Xen without Shadow PML (query: %d)\n", ret);
 		return -ENODEV;
 	}
@@ -335,19 +333,20 @@ int ooh_xen_init(void)
 		return -ENOMEM;
 	}
 	cpus_read_lock();
-	for_each_possible_cpu(cpu) {
+	for_each_possible_cpu(cpu)
+	{
 		ret = ooh_xen_register_ring(&x->rings[cpu], cpu);
 		if (ret) {
 			pr_err("Shadow PML ring of CPU %d: %d\n", cpu, ret);
 			break;
 		}
 		/* Without the VIRQ the periodic drain still runs: not fatal. */
-		x->rings[cpu].irq = bind_virq_to_irqhandler(op.u.query.virq, cpu,
-							    ooh_xen_virq, IRQF_PERCPU,
-							    "ooh-spml", &x->rings[cpu]);
+		x->rings[cpu].irq =
+			bind_virq_to_irqhandler(op.u.query.virq, cpu, ooh_xen_virq, IRQF_PERCPU,
+						"ooh-spml", &x->rings[cpu]);
 		if (x->rings[cpu].irq <= 0)
-			pr_warn("cannot bind the SPML VIRQ %u on CPU %d: %d\n",
-				op.u.query.virq, cpu, x->rings[cpu].irq);
+			pr_warn("cannot bind the SPML VIRQ %u on CPU %d: %d\n", op.u.query.virq,
+				cpu, x->rings[cpu].irq);
 	}
 	cpus_read_unlock();
 	if (!ret) {
@@ -364,8 +363,7 @@ int ooh_xen_init(void)
 		ret = ooh_register_transport(&x->transport);
 	}
 	if (ret) {
-		for_each_possible_cpu(cpu)
-			ooh_xen_free_ring(&x->rings[cpu], cpu);
+		for_each_possible_cpu(cpu) ooh_xen_free_ring(&x->rings[cpu], cpu);
 		kfree(x->rings);
 		kfree(x);
 		return ret;
@@ -382,8 +380,7 @@ void ooh_xen_exit(void)
 	if (!x)
 		return;
 	ooh_unregister_transport(&x->transport);
-	for_each_possible_cpu(cpu)
-		ooh_xen_free_ring(&x->rings[cpu], cpu);
+	for_each_possible_cpu(cpu) ooh_xen_free_ring(&x->rings[cpu], cpu);
 	kvfree(x->pending);
 	kvfree(x->rearm);
 	kfree(x->rings);

@@ -7,16 +7,16 @@
 #include "wire.h"
 
 #include <cerrno>
-#include <fcntl.h>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <fcntl.h>
 #include <new>
 #include <string>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <vector>
 
 using ooh::wire::Envelope;
 
@@ -29,7 +29,7 @@ struct ooh_client {
     bool collecting = false;
     bool collect_done = false;
     uint64_t collect_id = 0;
-    std::vector<ooh::PageRange> pending;  // decoded, not yet handed out
+    std::vector<ooh::PageRange> pending; // decoded, not yet handed out
     size_t pending_pos = 0;
 };
 
@@ -77,8 +77,7 @@ ooh::Result<Envelope> receive(ooh_client *c)
 
 // Sends a request and receives the reply with the same id. An Error reply
 // becomes the negative errno it carries.
-int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1,
-              int pass_fd2 = -1)
+int roundTrip(ooh_client *c, Envelope &req, Envelope *reply, int pass_fd = -1, int pass_fd2 = -1)
 {
     if (!c || c->fd < 0)
         return fail(c, ENOTCONN, "not connected to oohd");
@@ -146,9 +145,9 @@ int ooh_connect(const char *socket_path, ooh_client **out)
     if (!c)
         return -ENOMEM;
     *out = c;
-    std::string path = socket_path && *socket_path ? socket_path
+    std::string path = socket_path && *socket_path   ? socket_path
                        : std::getenv(OOH_SOCKET_ENV) ? std::getenv(OOH_SOCKET_ENV)
-                                                       : OOH_DEFAULT_SOCKET_PATH;
+                                                     : OOH_DEFAULT_SOCKET_PATH;
     struct sockaddr_un addr = {};
     addr.sun_family = AF_UNIX;
     if (path.size() >= sizeof(addr.sun_path))
@@ -163,11 +162,12 @@ int ooh_connect(const char *socket_path, ooh_client **out)
         int err = errno;
         ::close(c->fd);
         c->fd = -1;
-        return fail(c, err, "cannot connect to oohd at " + path + ": " + std::strerror(err) +
-                                (err == ENOENT || err == ECONNREFUSED
-                                     ? " (is oohd running? start it with `oohd` or "
-                                       "`systemctl start oohd.socket`)"
-                                     : ""));
+        return fail(c, err,
+                    "cannot connect to oohd at " + path + ": " + std::strerror(err) +
+                        (err == ENOENT || err == ECONNREFUSED
+                             ? " (is oohd running? start it with `oohd` or "
+                               "`systemctl start oohd.socket`)"
+                             : ""));
     }
     Envelope req, reply;
     req.mutable_hello()->set_protocol_version(ooh::wire::kProtocolVersion);
@@ -330,8 +330,9 @@ int ooh_collect_session_begin(ooh_client *c, const struct ooh_session *session,
     // An oohd too old to name sessions cannot check one: refused rather
     // than collected unchecked.
     if (session->id == 0)
-        return fail(c, ESTALE, "oohd did not name this session (it predates session ids): "
-                               "the session cannot be checked; upgrade oohd");
+        return fail(c, ESTALE,
+                    "oohd did not name this session (it predates session ids): "
+                    "the session cannot be checked; upgrade oohd");
     return collectBegin(c, session->pid, session->start_time, session->id, info);
 }
 
@@ -364,7 +365,7 @@ long ooh_collect_next(ooh_client *c, struct ooh_range *buf, size_t cap)
         buf[n] = {r.start, r.end, r.wholesale ? OOH_RANGE_WHOLESALE : 0u, 0u};
     }
     if (c->pending_pos == c->pending.size() && c->collect_done)
-        c->collecting = n > 0;  // one more call returns 0
+        c->collecting = n > 0; // one more call returns 0
     if (n == 0)
         c->collecting = false;
     return static_cast<long>(n);

@@ -33,12 +33,12 @@
 #include <vector>
 
 struct ooh_self {
-    pid_t owner = ::getpid();  // the process whose memory this handle tracks
+    pid_t owner = ::getpid(); // the process whose memory this handle tracks
     std::string error;
     ooh::UniqueFD uffd, pagemap, maps;
-    ooh::UniqueFD stop;  // eventfd: ends the notice thread
+    ooh::UniqueFD stop; // eventfd: ends the notice thread
     std::unique_ptr<ooh::UffdWpSpace> space;
-    std::vector<ooh::PageRange> windows;  // tracked ranges, sorted, disjoint
+    std::vector<ooh::PageRange> windows; // tracked ranges, sorted, disjoint
 
     pthread_t notices_thread{};
     bool thread_started = false;
@@ -61,9 +61,9 @@ struct ooh_self {
                 overflow = true;
         }
     };
-    std::mutex mu;          // guards `removed`, filled by the notice thread
-    Discards removed;       // since the last collect
-    Discards removed_prev;  // taken by the last collect (reported again)
+    std::mutex mu;         // guards `removed`, filled by the notice thread
+    Discards removed;      // since the last collect
+    Discards removed_prev; // taken by the last collect (reported again)
     // A collect's discards, sorted and merged (both epochs).
     ooh::PageRange discarded[2 * kMaxRemoved];
 };
@@ -111,7 +111,7 @@ void drainNotices(ooh_self *s)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return;  // EAGAIN: nothing queued
+            return; // EAGAIN: nothing queued
         for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(msgs[0]); ++i)
             if (msgs[i].event == UFFD_EVENT_REMOVE)
                 s->removed.add(msgs[i].arg.remove.start, msgs[i].arg.remove.end);
@@ -146,8 +146,9 @@ int openUffd(ooh_self *s)
         int err = errno;
         if (err == ENOSYS)
             return fail(s, ENOTSUP, "kernel built without userfaultfd (CONFIG_USERFAULTFD)");
-        return fail(s, err, std::string("userfaultfd() refused: ") + std::strerror(err) +
-                                " (seccomp policy or a security module)");
+        return fail(s, err,
+                    std::string("userfaultfd() refused: ") + std::strerror(err) +
+                        " (seccomp policy or a security module)");
     }
     // UFFDIO_API with no features reports which exist.
     struct uffdio_api api = {};
@@ -228,8 +229,7 @@ public:
             return;
         }
         for (size_t i = 0; i < discarded_; ++i)
-            add(std::max(start, s_->discarded[i].start), std::min(end, s_->discarded[i].end),
-                true);
+            add(std::max(start, s_->discarded[i].start), std::min(end, s_->discarded[i].end), true);
     }
 
     void flush()
@@ -263,7 +263,7 @@ private:
     void *ctx_;
     uint64_t page_;
     bool all_discarded_ = false;
-    size_t discarded_ = 0;  // merged ranges in s_->discarded
+    size_t discarded_ = 0; // merged ranges in s_->discarded
     struct ooh_range batch_[kBatch];
     size_t n_ = 0;
 };
@@ -298,16 +298,16 @@ int ooh_self_open(ooh_self **out)
     if (r == 0) {
         // PAGEMAP_SCAN (Linux >= 6.7): one read-only scan of a page of ours.
         ooh::PagemapScanner scanner(1);
-        auto here = reinterpret_cast<uint64_t>(&s->owner) & ~static_cast<uint64_t>(
-                                                               ::sysconf(_SC_PAGESIZE) - 1);
+        auto here = reinterpret_cast<uint64_t>(&s->owner) &
+                    ~static_cast<uint64_t>(::sysconf(_SC_PAGESIZE) - 1);
         std::vector<ooh::PageRange> ignored;
-        auto scanned = ooh::findUntracked(scanner, s->pagemap.get(), here,
-                                          here + static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)),
-                                          ignored);
+        auto scanned =
+            ooh::findUntracked(scanner, s->pagemap.get(), here,
+                               here + static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)), ignored);
         if (!scanned)
             r = scanned.error().code == ENOTTY
-                    ? fail(s, ENOTSUP, "kernel " + kernelRelease() +
-                                           " lacks PAGEMAP_SCAN (Linux >= 6.7)")
+                    ? fail(s, ENOTSUP,
+                           "kernel " + kernelRelease() + " lacks PAGEMAP_SCAN (Linux >= 6.7)")
                     : fail(s, scanned.error());
     }
     if (r == 0) {

@@ -44,7 +44,7 @@ struct Options {
     std::string criu;
     std::string pluginDir;
     std::string socket;
-    ConvergencePolicy policy;  // --max-rounds, --threshold, --min-shrink
+    ConvergencePolicy policy; // --max-rounds, --threshold, --min-shrink
     unsigned intervalMs = 0;
     unsigned long stepTimeoutSec = 300;
     bool restore = false;
@@ -56,50 +56,50 @@ struct Options {
 void usage(FILE *out)
 {
     std::fprintf(out,
-        "Usage: oohctl checkpoint -t PID -D DIR [OPTIONS] [-- CRIU_ARGS...]\n"
-        "\n"
-        "Checkpoints the process tree of PID into DIR with as short a final freeze as\n"
-        "possible: CRIU pre-dumps (DIR/1, DIR/2, ...) run while the tree keeps going,\n"
-        "each saving only the pages written since the previous one (oohd tracks them,\n"
-        "no soft-dirty needed), until that set converges; then the final dump\n"
-        "(DIR/dump) freezes the tree and saves the rest. Restore with\n"
-        "`criu restore -D DIR/dump` (or --restore here).\n"
-        "\n"
-        "Options:\n"
-        "  -t, --tree PID           root of the process tree to checkpoint\n"
-        "  -D, --images-dir DIR     where the rounds' image directories go\n"
-        "      --criu PATH          patched criu (default: the build tree's, then\n"
-        "                           LIBEXECDIR/ooh/criu, then criu from PATH)\n"
-        "  -L, --libdir DIR         where ooh_plugin.so is (default: the build tree's,\n"
-        "                           else the one the patched criu was built with,\n"
-        "                           LIBDIR/ooh/criu)\n"
-        "  -s, --socket PATH        oohd's socket (default $OOH_SOCKET or\n"
-        "                           /run/oohd/oohd.sock)\n"
-        "  -n, --max-rounds N       at most N pre-dumps (default 8)\n"
-        "      --threshold PAGES    stop pre-dumping once a round writes at most\n"
-        "                           PAGES pages (default 256)\n"
-        "      --min-shrink PCT     stop once a round writes not at least PCT %% fewer\n"
-        "                           pages than the one before (default 10)\n"
-        "      --interval MS        wait MS milliseconds between rounds (default 0)\n"
-        "  -R, --leave-running      let the tree run after the final dump\n"
-        "      --step-timeout SEC   deadline of each step (every criu run, the verify\n"
-        "                           command; default 300): a step still running then\n"
-        "                           is killed and named with the last line it logged,\n"
-        "                           the tree is left running, and oohctl exits 1\n"
-        "      --restore            restore DIR/dump afterwards (detached, as a new\n"
-        "                           process) as a check\n"
-        "      --verify-command CMD after --restore, run `sh -c CMD` with\n"
-        "                           OOH_RESTORED_PID and OOH_IMAGES_DIR set; exit 0\n"
-        "                           means the restored tree is right, and its last\n"
-        "                           output line is printed as `restore verified: LINE`\n"
-        "  -h, --help               show this help\n"
-        "Arguments after -- go to every criu invocation (e.g. --shell-job).\n"
-        "\n"
-        "Per round it prints the pages written, the rate at which the tree dirtied\n"
-        "pages since the previous round, and how long CRIU kept the tree frozen.\n"
-        "CRIU logs at -v4 into each round's directory (pre-dump.log, dump.log,\n"
-        "restore.log). Exit status: 0, 1 if a step failed or timed out (named on\n"
-        "stderr), 2 for bad usage, 128+N if interrupted by signal N.\n");
+                 "Usage: oohctl checkpoint -t PID -D DIR [OPTIONS] [-- CRIU_ARGS...]\n"
+                 "\n"
+                 "Checkpoints the process tree of PID into DIR with as short a final freeze as\n"
+                 "possible: CRIU pre-dumps (DIR/1, DIR/2, ...) run while the tree keeps going,\n"
+                 "each saving only the pages written since the previous one (oohd tracks them,\n"
+                 "no soft-dirty needed), until that set converges; then the final dump\n"
+                 "(DIR/dump) freezes the tree and saves the rest. Restore with\n"
+                 "`criu restore -D DIR/dump` (or --restore here).\n"
+                 "\n"
+                 "Options:\n"
+                 "  -t, --tree PID           root of the process tree to checkpoint\n"
+                 "  -D, --images-dir DIR     where the rounds' image directories go\n"
+                 "      --criu PATH          patched criu (default: the build tree's, then\n"
+                 "                           LIBEXECDIR/ooh/criu, then criu from PATH)\n"
+                 "  -L, --libdir DIR         where ooh_plugin.so is (default: the build tree's,\n"
+                 "                           else the one the patched criu was built with,\n"
+                 "                           LIBDIR/ooh/criu)\n"
+                 "  -s, --socket PATH        oohd's socket (default $OOH_SOCKET or\n"
+                 "                           /run/oohd/oohd.sock)\n"
+                 "  -n, --max-rounds N       at most N pre-dumps (default 8)\n"
+                 "      --threshold PAGES    stop pre-dumping once a round writes at most\n"
+                 "                           PAGES pages (default 256)\n"
+                 "      --min-shrink PCT     stop once a round writes not at least PCT %% fewer\n"
+                 "                           pages than the one before (default 10)\n"
+                 "      --interval MS        wait MS milliseconds between rounds (default 0)\n"
+                 "  -R, --leave-running      let the tree run after the final dump\n"
+                 "      --step-timeout SEC   deadline of each step (every criu run, the verify\n"
+                 "                           command; default 300): a step still running then\n"
+                 "                           is killed and named with the last line it logged,\n"
+                 "                           the tree is left running, and oohctl exits 1\n"
+                 "      --restore            restore DIR/dump afterwards (detached, as a new\n"
+                 "                           process) as a check\n"
+                 "      --verify-command CMD after --restore, run `sh -c CMD` with\n"
+                 "                           OOH_RESTORED_PID and OOH_IMAGES_DIR set; exit 0\n"
+                 "                           means the restored tree is right, and its last\n"
+                 "                           output line is printed as `restore verified: LINE`\n"
+                 "  -h, --help               show this help\n"
+                 "Arguments after -- go to every criu invocation (e.g. --shell-job).\n"
+                 "\n"
+                 "Per round it prints the pages written, the rate at which the tree dirtied\n"
+                 "pages since the previous round, and how long CRIU kept the tree frozen.\n"
+                 "CRIU logs at -v4 into each round's directory (pre-dump.log, dump.log,\n"
+                 "restore.log). Exit status: 0, 1 if a step failed or timed out (named on\n"
+                 "stderr), 2 for bad usage, 128+N if interrupted by signal N.\n");
 }
 
 std::string selfDir()
@@ -113,10 +113,7 @@ std::string selfDir()
     return p.substr(0, p.rfind('/'));
 }
 
-bool isExecutable(const std::string &p)
-{
-    return !p.empty() && access(p.c_str(), X_OK) == 0;
-}
+bool isExecutable(const std::string &p) { return !p.empty() && access(p.c_str(), X_OK) == 0; }
 
 bool exists(const std::string &p)
 {
@@ -184,8 +181,8 @@ public:
         for (pid_t p : processes()) {
             if (isStopped(p) && !stoppedBefore_.count(p)) {
                 ::kill(p, SIGCONT);
-                std::fprintf(stderr, "%s: %s: pid %d was left stopped: sent SIGCONT\n", kCmd,
-                             step, int(p));
+                std::fprintf(stderr, "%s: %s: pid %d was left stopped: sent SIGCONT\n", kCmd, step,
+                             int(p));
             }
         }
         std::string state = procField(root_, "State:");
@@ -195,8 +192,8 @@ public:
             std::fprintf(stderr, "%s: %s: pid %d is still stopped (%s): kill -CONT %d\n", kCmd,
                          step, int(root_), state.c_str(), int(root_));
         else
-            std::fprintf(stderr, "%s: %s: pid %d left running (state %s)\n", kCmd, step,
-                         int(root_), state.c_str());
+            std::fprintf(stderr, "%s: %s: pid %d left running (state %s)\n", kCmd, step, int(root_),
+                         state.c_str());
     }
 
 private:
@@ -273,8 +270,8 @@ private:
 // criu at -v4: when a step hangs, its last log line says where.
 std::vector<std::string> criuCommand(const Options &o, const char *action, const std::string &dir)
 {
-    std::vector<std::string> argv{o.criu, action, "-D", dir, "-o", std::string(action) + ".log",
-                                  "-v4", "--display-stats"};
+    std::vector<std::string> argv{
+        o.criu, action, "-D", dir, "-o", std::string(action) + ".log", "-v4", "--display-stats"};
     if (std::strcmp(action, "restore") != 0)
         argv.insert(argv.end(), {"-t", std::to_string(o.pid), "--ooh"});
     if (!o.pluginDir.empty())
@@ -294,8 +291,11 @@ int runRound(const Options &o, TargetTree &tree, const char *action, const std::
                      std::strerror(errno));
         return 1;
     }
-    Step step{name, criuCommand(o, action, dir), dir + "/" + action + ".stats",
-              dir + "/" + action + ".log", {}};
+    Step step{name,
+              criuCommand(o, action, dir),
+              dir + "/" + action + ".stats",
+              dir + "/" + action + ".log",
+              {}};
     if (!parent.empty())
         step.argv.insert(step.argv.end(), {"--prev-images-dir", parent});
     if (std::strcmp(action, "dump") == 0 && o.leaveRunning)
@@ -335,14 +335,18 @@ int restoreAndVerify(const Options &o, const ooh::UniqueFD &original)
     for (int i = 0; i < 200 && exists(proc); i++)
         std::this_thread::sleep_for(std::chrono::milliseconds(25));
     if (exists(proc)) {
-        std::fprintf(stderr, "%s: restore: pid %d still exists after the dump: can't restore it "
+        std::fprintf(stderr,
+                     "%s: restore: pid %d still exists after the dump: can't restore it "
                      "here\n",
                      kCmd, int(o.pid));
         return 1;
     }
     std::string dir = o.dir + "/dump";
-    Step step{"restore", criuCommand(o, "restore", dir), dir + "/restore.stats",
-              dir + "/restore.log", {}};
+    Step step{"restore",
+              criuCommand(o, "restore", dir),
+              dir + "/restore.stats",
+              dir + "/restore.log",
+              {}};
     step.argv.push_back("--restore-detached");
     auto t0 = std::chrono::steady_clock::now();
     StepOutcome res = runStep(step, o.stepTimeoutSec);
@@ -362,8 +366,8 @@ int restoreAndVerify(const Options &o, const ooh::UniqueFD &original)
                         syscall(SYS_pidfd_send_signal, original.get(), 0, nullptr, 0) < 0 &&
                         errno == ESRCH;
     if (!originalGone || ::kill(o.pid, 0) < 0) {
-        std::fprintf(stderr, "%s: restore: criu restore succeeded but pid %d is %s; see %s\n",
-                     kCmd, int(o.pid), originalGone ? "not running" : "still the original",
+        std::fprintf(stderr, "%s: restore: criu restore succeeded but pid %d is %s; see %s\n", kCmd,
+                     int(o.pid), originalGone ? "not running" : "still the original",
                      step.logPath.c_str());
         return 1;
     }
@@ -374,7 +378,9 @@ int restoreAndVerify(const Options &o, const ooh::UniqueFD &original)
         return 0;
     }
 
-    Step verify{"verify", {"/bin/sh", "-c", o.verifyCommand}, dir + "/verify.out",
+    Step verify{"verify",
+                {"/bin/sh", "-c", o.verifyCommand},
+                dir + "/verify.out",
                 dir + "/verify.out",
                 {{"OOH_RESTORED_PID", std::to_string(o.pid)}, {"OOH_IMAGES_DIR", dir}}};
     res = runStep(verify, o.stepTimeoutSec);
@@ -387,8 +393,7 @@ int restoreAndVerify(const Options &o, const ooh::UniqueFD &original)
     if (res.expired || res.interruptedBy)
         return reportFailure(verify, res, o.stepTimeoutSec);
     std::fprintf(stderr, "%s: verify failed: `%s` exited with status %d: %s\n", kCmd,
-                 o.verifyCommand.c_str(), res.status,
-                 last.empty() ? "(no output)" : last.c_str());
+                 o.verifyCommand.c_str(), res.status, last.empty() ? "(no output)" : last.c_str());
     return 1;
 }
 
@@ -514,7 +519,8 @@ int runCheckpoint(int argc, char **argv)
     if (!o.socket.empty())
         setenv("OOH_SOCKET", o.socket.c_str(), 1);
     if (mkdir(o.dir.c_str(), 0700) < 0 && errno != EEXIST) {
-        std::fprintf(stderr, "%s: can't create %s: %s\n", kCmd, o.dir.c_str(), std::strerror(errno));
+        std::fprintf(stderr, "%s: can't create %s: %s\n", kCmd, o.dir.c_str(),
+                     std::strerror(errno));
         return 1;
     }
 
@@ -527,9 +533,10 @@ int runCheckpoint(int argc, char **argv)
     }
     TargetTree tree(o.pid);
 
-    std::printf("checkpointing pid %d into %s with %s\n", int(o.pid), o.dir.c_str(), o.criu.c_str());
+    std::printf("checkpointing pid %d into %s with %s\n", int(o.pid), o.dir.c_str(),
+                o.criu.c_str());
     std::string parent;
-    std::vector<uint64_t> written;  // pages per pre-dump
+    std::vector<uint64_t> written; // pages per pre-dump
     auto prevStart = std::chrono::steady_clock::now();
     // Ends: decideConvergence() says RoundLimit at o.policy.maxRounds at the latest.
     for (unsigned round = 1;; round++) {

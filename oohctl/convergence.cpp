@@ -8,10 +8,7 @@ namespace ooh {
 
 namespace {
 
-std::string pages(uint64_t n)
-{
-    return std::to_string(n) + (n == 1 ? " page" : " pages");
-}
+std::string pages(uint64_t n) { return std::to_string(n) + (n == 1 ? " page" : " pages"); }
 
 // "12% fewer than round 2's 1000", "20% more than ...", "as many as ...".
 std::string comparedTo(uint64_t last, uint64_t prev, size_t prevRound)
@@ -75,8 +72,7 @@ std::string convergenceMessage(const ConvergenceDecision &decision, const Conver
     case ConvergenceVerdict::RoundLimit:
         return "round limit hit after " + n + " (--max-rounds " + std::to_string(policy.maxRounds) +
                "): " + decision.detail;
-    case ConvergenceVerdict::Continue:
-        break;
+    case ConvergenceVerdict::Continue: break;
     }
     return "pre-dumping on after " + n + " (" + decision.detail + ")";
 }

@@ -86,7 +86,7 @@ StepOutcome runStep(const Step &step, unsigned long timeoutSec)
     sigprocmask(SIG_BLOCK, &stopSigs, &oldMask);
     ooh::UniqueFD sigFd(signalfd(-1, &stopSigs, SFD_CLOEXEC | SFD_NONBLOCK));
 
-    std::fflush(stdout);  // or the child would print our buffered lines again
+    std::fflush(stdout); // or the child would print our buffered lines again
     pid_t child = fork();
     if (child < 0) {
         out.status = -errno;
@@ -112,7 +112,7 @@ StepOutcome runStep(const Step &step, unsigned long timeoutSec)
         _exit(127);
     }
     out.pid = child;
-    setpgid(child, child);  // also here: no window where killpg() misses it
+    setpgid(child, child); // also here: no window where killpg() misses it
     ooh::UniqueFD pidFd(static_cast<int>(syscall(SYS_pidfd_open, child, 0)));
     if (!pidFd.isValid()) {
         // Without a pidfd (Linux < 5.3) there is no bounded wait: refuse.
@@ -136,7 +136,7 @@ StepOutcome runStep(const Step &step, unsigned long timeoutSec)
         pollfd fds[2] = {{pidFd.get(), POLLIN, 0}, {sigFd.get(), POLLIN, 0}};
         int n = poll(fds, sigFd.isValid() ? 2 : 1, int(std::min<long long>(left, 60000)));
         if (n < 0 && errno != EINTR) {
-            mustKill = true;  // can't wait any more: the step must not outlive us
+            mustKill = true; // can't wait any more: the step must not outlive us
             break;
         }
         if (n > 0 && fds[0].revents)
@@ -156,8 +156,8 @@ StepOutcome runStep(const Step &step, unsigned long timeoutSec)
         // not wait for that forever either.
         pollfd fd = {pidFd.get(), POLLIN, 0};
         if (poll(&fd, 1, 10000) == 0) {
-            std::fprintf(stderr, "%s: %s: pid %d does not die after SIGKILL (%s); left it\n",
-                         kCmd, step.name.c_str(), int(child), out.wchan.c_str());
+            std::fprintf(stderr, "%s: %s: pid %d does not die after SIGKILL (%s); left it\n", kCmd,
+                         step.name.c_str(), int(child), out.wchan.c_str());
             sigprocmask(SIG_SETMASK, &oldMask, nullptr);
             out.status = 128 + SIGKILL;
             return out;
@@ -188,7 +188,8 @@ int reportFailure(const Step &step, const StepOutcome &out, unsigned long timeou
         return 1;
     }
     if (out.expired)
-        std::fprintf(stderr, "%s: %s did not finish within %lu s (--step-timeout): killed %s "
+        std::fprintf(stderr,
+                     "%s: %s did not finish within %lu s (--step-timeout): killed %s "
                      "(pid %d, %s)\n",
                      kCmd, n, timeoutSec, step.argv[0].c_str(), int(out.pid), out.wchan.c_str());
     else

@@ -17,27 +17,27 @@ inline constexpr const char *kCheckpointCmd = "oohctl checkpoint";
 
 // One step of the chain: a criu run, or the verify command.
 struct Step {
-    std::string name;  // for messages: "pre-dump 2", "dump", "restore", "verify"
+    std::string name; // for messages: "pre-dump 2", "dump", "restore", "verify"
     std::vector<std::string> argv;
-    std::string stdoutPath;  // its stdout goes there
-    std::string logPath;     // what it logs, for the diagnosis
+    std::string stdoutPath; // its stdout goes there
+    std::string logPath;    // what it logs, for the diagnosis
     std::vector<std::pair<std::string, std::string>> env;
 };
 
 // How a step ended.
 struct StepOutcome {
-    int status = 0;         // exit status or 128 + signal; -errno if it could not run
-    bool expired = false;   // killed at its deadline
-    int interruptedBy = 0;  // killed because oohctl got this signal
+    int status = 0;        // exit status or 128 + signal; -errno if it could not run
+    bool expired = false;  // killed at its deadline
+    int interruptedBy = 0; // killed because oohctl got this signal
     pid_t pid = 0;
-    std::string wchan;      // where it was blocked when killed
+    std::string wchan; // where it was blocked when killed
 };
 
 // What a criu pre-dump or dump says with --display-stats; wallSec is
 // oohctl's own measure of the run.
 struct RoundStats {
     unsigned long pagesWritten = 0;
-    unsigned long pagesSkipped = 0;  // "in parent"
+    unsigned long pagesSkipped = 0; // "in parent"
     unsigned long frozenUs = 0;
     unsigned long freezingUs = 0;
     double wallSec = 0;

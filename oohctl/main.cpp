@@ -21,31 +21,32 @@ namespace {
 
 void usage(FILE *out)
 {
-    std::fprintf(out,
-                 "Usage: oohctl [--socket PATH] COMMAND [ARGS]\n"
-                 "\n"
-                 "Client of oohd, the dirty-page tracking daemon.\n"
-                 "\n"
-                 "Commands:\n"
-                 "  backends                    list tracking backends and whether they work here\n"
-                 "  track PID [--backend NAME]  start tracking PID (its first epoch starts now)\n"
-                 "  collect PID [--json]        print the pages written since the previous\n"
-                 "                              collect, and start a new epoch\n"
-                 "  untrack PID                 stop tracking PID\n"
-                 "  stats PID [--json]          print tracking statistics of PID\n"
-                 "  watch PID [--interval SEC]  show dirty pages per second until Ctrl-C\n"
-                 "                              (tracks PID for the duration if needed)\n"
-                 "  checkpoint ...              iterative CRIU pre-dump until convergence, then\n"
-                 "                              dump (see `oohctl checkpoint --help`)\n"
-                 "\n"
-                 "Options:\n"
-                 "  -s, --socket PATH   oohd's socket (default $OOH_SOCKET or %s)\n"
-                 "  -h, --help          show this help\n"
-                 "\n"
-                 "collect --json prints one object:\n"
-                 "  {\"pid\": N, \"epoch\": E, \"page_size\": 4096, \"ranges\": [[start, end], ...]}\n"
-                 "with byte addresses, end exclusive.\n",
-                 OOH_DEFAULT_SOCKET_PATH);
+    std::fprintf(
+        out,
+        "Usage: oohctl [--socket PATH] COMMAND [ARGS]\n"
+        "\n"
+        "Client of oohd, the dirty-page tracking daemon.\n"
+        "\n"
+        "Commands:\n"
+        "  backends                    list tracking backends and whether they work here\n"
+        "  track PID [--backend NAME]  start tracking PID (its first epoch starts now)\n"
+        "  collect PID [--json]        print the pages written since the previous\n"
+        "                              collect, and start a new epoch\n"
+        "  untrack PID                 stop tracking PID\n"
+        "  stats PID [--json]          print tracking statistics of PID\n"
+        "  watch PID [--interval SEC]  show dirty pages per second until Ctrl-C\n"
+        "                              (tracks PID for the duration if needed)\n"
+        "  checkpoint ...              iterative CRIU pre-dump until convergence, then\n"
+        "                              dump (see `oohctl checkpoint --help`)\n"
+        "\n"
+        "Options:\n"
+        "  -s, --socket PATH   oohd's socket (default $OOH_SOCKET or %s)\n"
+        "  -h, --help          show this help\n"
+        "\n"
+        "collect --json prints one object:\n"
+        "  {\"pid\": N, \"epoch\": E, \"page_size\": 4096, \"ranges\": [[start, end], ...]}\n"
+        "with byte addresses, end exclusive.\n",
+        OOH_DEFAULT_SOCKET_PATH);
 }
 
 int die(const char *what, const std::string &msg, int code = 1)
@@ -122,9 +123,9 @@ int cmdCollect(ooh::Client &c, pid_t pid, bool json)
     if (c.collect(pid, ranges, &info) < 0)
         return die("collect", c.error());
     if (json) {
-        std::string out = "{\"pid\": " + std::to_string(pid) + ", \"epoch\": " +
-                          std::to_string(info.epoch) + ", \"page_size\": " +
-                          std::to_string(info.page_size) + ", \"ranges\": [";
+        std::string out = "{\"pid\": " + std::to_string(pid) +
+                          ", \"epoch\": " + std::to_string(info.epoch) +
+                          ", \"page_size\": " + std::to_string(info.page_size) + ", \"ranges\": [";
         for (size_t i = 0; i < ranges.size(); ++i) {
             out += (i ? ", [" : "[") + std::to_string(ranges[i].start) + ", " +
                    std::to_string(ranges[i].end) + "]";
@@ -142,8 +143,7 @@ int cmdCollect(ooh::Client &c, pid_t pid, bool json)
                 static_cast<unsigned long long>(info.total_pages), ranges.size(),
                 static_cast<unsigned long long>(wholesale));
     for (const auto &r : ranges)
-        std::printf("  %#014llx-%#014llx %8llu pages%s\n",
-                    static_cast<unsigned long long>(r.start),
+        std::printf("  %#014llx-%#014llx %8llu pages%s\n", static_cast<unsigned long long>(r.start),
                     static_cast<unsigned long long>(r.end),
                     static_cast<unsigned long long>((r.end - r.start) / info.page_size),
                     (r.flags & OOH_RANGE_WHOLESALE) ? "  wholesale" : "");
@@ -152,7 +152,7 @@ int cmdCollect(ooh::Client &c, pid_t pid, bool json)
 
 int cmdStats(ooh::Client &c, pid_t pid, bool json)
 {
-    struct ooh_stats s{};
+    struct ooh_stats s {};
     if (c.stats(pid, &s) < 0)
         return die("stats", c.error());
     if (json) {
@@ -162,9 +162,8 @@ int cmdStats(ooh::Client &c, pid_t pid, bool json)
                     "\"tracked_bytes\": %llu, \"alive\": %s}\n",
                     pid, s.backend, (unsigned long long)s.epoch, (unsigned long long)s.collects,
                     (unsigned long long)s.pages_reported, (unsigned long long)s.pages_wholesale,
-                    (unsigned long long)s.last_collect_ns,
-                    (unsigned long long)s.last_collect_pages, (unsigned long long)s.tracked_bytes,
-                    s.alive ? "true" : "false");
+                    (unsigned long long)s.last_collect_ns, (unsigned long long)s.last_collect_pages,
+                    (unsigned long long)s.tracked_bytes, s.alive ? "true" : "false");
         return 0;
     }
     std::printf("pid %d (%s)\n  backend          %s\n  epoch            %llu\n"
@@ -180,13 +179,13 @@ int cmdStats(ooh::Client &c, pid_t pid, bool json)
 int cmdWatch(ooh::Client &c, pid_t pid, const Args &a)
 {
     bool tracked_here = false;
-    struct ooh_stats s{};
+    struct ooh_stats s {};
     if (c.stats(pid, &s) < 0) {
         if (c.track(pid, a.backend.empty() ? nullptr : a.backend.c_str()) < 0)
             return die("watch", c.error());
         tracked_here = true;
     } else {
-        std::vector<ooh_range> discarded;  // start a fresh epoch
+        std::vector<ooh_range> discarded; // start a fresh epoch
         if (c.collect(pid, discarded) < 0)
             return die("watch", c.error());
     }
@@ -239,15 +238,9 @@ int main(int argc, char **argv)
     // '+': stop at the command; its options are parsed per command.
     while ((opt = getopt_long(argc, argv, "+s:h", opts, nullptr)) != -1) {
         switch (opt) {
-        case 's':
-            socket_path = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case 's': socket_path = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
     }
     if (optind >= argc) {

@@ -4,8 +4,8 @@
 #pragma once
 
 #include "page_range.h"
-#include "target.h"
 #include "result.h"
+#include "target.h"
 
 #include <memory>
 #include <string>
@@ -16,7 +16,7 @@ namespace ooh {
 
 struct BackendProbe {
     bool available = false;
-    std::string reason;  // why not, or what was found (shown by `oohctl backends`)
+    std::string reason; // why not, or what was found (shown by `oohctl backends`)
 };
 
 // Tracks one process. Owned by the server's session for that process.

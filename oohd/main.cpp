@@ -12,8 +12,8 @@
 #include <cstring>
 #include <fcntl.h>
 #include <getopt.h>
-#include <sys/resource.h>
 #include <string>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #ifdef HAVE_LIBSYSTEMD
@@ -56,9 +56,8 @@ void usage(FILE *out)
                  "kept for root.\n",
                  OOH_DEFAULT_SOCKET, ooh::ServerLimits{}.handshake_timeout_ms,
                  ooh::ServerLimits{}.max_sessions_per_uid, ooh::ServerLimits{}.session_root_reserve,
-                 ooh::ServerLimits{}.max_sessions,
-                 ooh::ServerLimits{}.max_connections_per_uid, ooh::ServerLimits{}.root_reserve,
-                 ooh::ServerLimits{}.max_connections);
+                 ooh::ServerLimits{}.max_sessions, ooh::ServerLimits{}.max_connections_per_uid,
+                 ooh::ServerLimits{}.root_reserve, ooh::ServerLimits{}.max_connections);
 }
 
 // Forks; the parent waits until the child reports readiness through a pipe
@@ -121,14 +120,14 @@ bool parseNumber(const char *text, long min, long max, long *out)
     return true;
 }
 
-constexpr long kMaxHandshakeTimeoutMs = 86400000L;  // a day
+constexpr long kMaxHandshakeTimeoutMs = 86400000L; // a day
 
 } // namespace
 
 int main(int argc, char **argv)
 {
-    std::string socket_path = std::getenv("OOH_SOCKET") ? std::getenv("OOH_SOCKET")
-                                                        : OOH_DEFAULT_SOCKET;
+    std::string socket_path =
+        std::getenv("OOH_SOCKET") ? std::getenv("OOH_SOCKET") : OOH_DEFAULT_SOCKET;
     bool foreground = false, probe_only = false;
     ooh::ServerLimits limits;
     static const struct option opts[] = {
@@ -145,31 +144,27 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "s:fl:hV", opts, nullptr)) != -1) {
         switch (opt) {
-        case 's':
-            socket_path = optarg;
-            break;
-        case 'f':
-            foreground = true;
-            break;
+        case 's': socket_path = optarg; break;
+        case 'f': foreground = true; break;
         case 'l': {
             ooh::log::Level level;
             if (!ooh::log::parseLevel(optarg, &level)) {
-                std::fprintf(stderr, "oohd: unknown log level '%s' (use error, warning, notice, "
-                                     "info or debug)\n",
+                std::fprintf(stderr,
+                             "oohd: unknown log level '%s' (use error, warning, notice, "
+                             "info or debug)\n",
                              optarg);
                 return 2;
             }
             ooh::log::setLevel(level);
             break;
         }
-        case 'p':
-            probe_only = true;
-            break;
+        case 'p': probe_only = true; break;
         case 'T': {
             long ms;
             if (!parseNumber(optarg, 0, kMaxHandshakeTimeoutMs, &ms)) {
-                std::fprintf(stderr, "oohd: --handshake-timeout takes milliseconds (0 to %ld), "
-                                     "not '%s'\n",
+                std::fprintf(stderr,
+                             "oohd: --handshake-timeout takes milliseconds (0 to %ld), "
+                             "not '%s'\n",
                              kMaxHandshakeTimeoutMs, optarg);
                 return 2;
             }
@@ -180,23 +175,18 @@ int main(int argc, char **argv)
             const long most = static_cast<long>(ooh::ServerLimits{}.max_sessions);
             long n;
             if (!parseNumber(optarg, 1, most, &n)) {
-                std::fprintf(stderr, "oohd: --max-sessions-per-uid takes a number from 1 to %ld, "
-                                     "not '%s'\n",
+                std::fprintf(stderr,
+                             "oohd: --max-sessions-per-uid takes a number from 1 to %ld, "
+                             "not '%s'\n",
                              most, optarg);
                 return 2;
             }
             limits.max_sessions_per_uid = static_cast<size_t>(n);
             break;
         }
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            std::printf("oohd %s\n", OOH_VERSION);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case 'h': usage(stdout); return 0;
+        case 'V': std::printf("oohd %s\n", OOH_VERSION); return 0;
+        default: usage(stderr); return 2;
         }
     }
     if (optind < argc) {
@@ -220,7 +210,7 @@ int main(int argc, char **argv)
     }
 #endif
     if (listen_fds == 1) {
-        foreground = true;  // systemd supervises us
+        foreground = true; // systemd supervises us
 #ifdef HAVE_LIBSYSTEMD
         auto r = server.adoptListener(SD_LISTEN_FDS_START);
         if (!r) {

@@ -8,10 +8,10 @@
 #include "wire.h"
 
 #include <csignal>
-#include <optional>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
+#include <optional>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -289,7 +289,8 @@ std::optional<Error> Server::refusal(const PeerCredentials &peer)
                                    << "refusing " << uid << " (pid " << peer.pid << ")";
         return makeError(EUSERS, "oohd serves " + std::to_string(total) +
                                      " clients, the most it serves to users other than root; "
-                                     "try again later (" + uid + ")");
+                                     "try again later (" +
+                                     uid + ")");
     }
     auto mine = connections_per_uid_.find(peer.uid);
     if (mine != connections_per_uid_.end() && mine->second >= limits_.max_connections_per_uid) {
@@ -463,7 +464,7 @@ void Server::onConnectionReady(int fd, uint32_t events)
             }
             if (passed.size() > kFdsSeenPerPacket || fds_truncated) {
                 const size_t count = passed.size();
-                passed.clear();  // closed before the client hears back
+                passed.clear(); // closed before the client hears back
                 sendError(*c, msg->request_id(),
                           makeError(EINVAL, "a request carries at most two file descriptors (a "
                                             "Track request's pidfd and /proc/PID/mem); this one "
@@ -570,13 +571,13 @@ void Server::handle(Connection &c, const wire::Envelope &msg, std::vector<Unique
             return;
         }
         if (msg.hello().protocol_version() != wire::kProtocolVersion) {
-            sendError(c, id,
-                      makeError(EPROTONOSUPPORT,
-                                "protocol version " +
-                                    std::to_string(msg.hello().protocol_version()) +
-                                    " is not supported (oohd speaks version " +
-                                    std::to_string(wire::kProtocolVersion) + ")"),
-                      true);
+            sendError(
+                c, id,
+                makeError(EPROTONOSUPPORT, "protocol version " +
+                                               std::to_string(msg.hello().protocol_version()) +
+                                               " is not supported (oohd speaks version " +
+                                               std::to_string(wire::kProtocolVersion) + ")"),
+                true);
             return;
         }
         c.greeted = true;
@@ -590,8 +591,7 @@ void Server::handle(Connection &c, const wire::Envelope &msg, std::vector<Unique
         return;
     }
     switch (msg.body_case()) {
-    case wire::Envelope::kTrack:
-        return handleTrack(c, id, msg.track(), std::move(passed));
+    case wire::Envelope::kTrack: return handleTrack(c, id, msg.track(), std::move(passed));
     case wire::Envelope::kUntrack: {
         const int32_t pid = msg.untrack().pid();
         return sessions_.untrack(c.peer, pid,
@@ -611,8 +611,7 @@ void Server::handle(Connection &c, const wire::Envelope &msg, std::vector<Unique
             replyTo<StatsResult>(c, id, [this](Connection &c, uint64_t id, StatsResult &s) {
                 send(c, statsReply(id, s));
             }));
-    case wire::Envelope::kBackends:
-        return handleBackends(c, id);
+    case wire::Envelope::kBackends: return handleBackends(c, id);
     default:
         sendError(c, id,
                   makeError(EPROTO, "protocol error: unexpected message type " +
@@ -630,7 +629,7 @@ Done<T> Server::replyTo(Connection &c, uint64_t id, Encode encode)
     return [this, fd = c.fd.get(), serial = c.serial, id, encode](Result<T> r) mutable {
         Connection *c = findConnection(fd, serial);
         if (!c)
-            return;  // the client left; the answer is dropped
+            return; // the client left; the answer is dropped
         c->waiting = false;
         if (!r)
             sendError(*c, id, r.error(), false);
@@ -653,13 +652,13 @@ void Server::handleTrack(Connection &c, uint64_t id, const wire::TrackRequest &r
         return sendError(c, id,
                          makeError(EBADF, "track: " + std::to_string(want) +
                                               " file descriptor(s) announced (pidfd, "
-                                              "/proc/PID/mem), " + std::to_string(got) +
-                                              " came with the request"),
+                                              "/proc/PID/mem), " +
+                                              std::to_string(got) + " came with the request"),
                          false);
     }
     UniqueFD proof = req.access_proof() ? std::move(passed.back()) : UniqueFD();
-    auto opened = req.by_pidfd() ? Target::fromPidfd(std::move(passed.front()))
-                                 : Target::open(req.pid());
+    auto opened =
+        req.by_pidfd() ? Target::fromPidfd(std::move(passed.front())) : Target::open(req.pid());
     if (!opened) {
         proof.reset();
         return sendError(c, id, opened.error(), false);
@@ -725,7 +724,7 @@ Result<void> Server::runOnce(int timeout_ms)
         auto it = handlers_.find(events[i].data.fd);
         if (it == handlers_.end())
             continue;
-        auto handler = it->second;  // the handler may unwatch itself
+        auto handler = it->second; // the handler may unwatch itself
         handler(events[i].events);
     }
     return {};

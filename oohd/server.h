@@ -30,13 +30,13 @@ namespace ooh {
 // How much of oohd one client may hold. Anyone may connect, so these keep
 // one local user from locking out the others, root above all.
 struct ServerLimits {
-    size_t max_connections = 1024;  // lowered to fit RLIMIT_NOFILE
-    size_t root_reserve = 64;       // of max_connections, only for uid 0
-    size_t max_connections_per_uid = 64;  // each uid but 0
-    int handshake_timeout_ms = 10000;     // to say Hello, from accept
-    size_t max_sessions = 4096;           // tracked processes in all
-    size_t session_root_reserve = 256;    // of max_sessions, only for uid 0
-    size_t max_sessions_per_uid = 256;    // tracked by each uid but 0
+    size_t max_connections = 1024;       // lowered to fit RLIMIT_NOFILE
+    size_t root_reserve = 64;            // of max_connections, only for uid 0
+    size_t max_connections_per_uid = 64; // each uid but 0
+    int handshake_timeout_ms = 10000;    // to say Hello, from accept
+    size_t max_sessions = 4096;          // tracked processes in all
+    size_t session_root_reserve = 256;   // of max_sessions, only for uid 0
+    size_t max_sessions_per_uid = 256;   // tracked by each uid but 0
 };
 
 class Server : private FdWatcher {
@@ -69,12 +69,12 @@ private:
         // Tells this connection from a later one that reuses its fd.
         uint64_t serial = 0;
         bool greeted = false;
-        bool closing = false;  // close once the queue is flushed
+        bool closing = false; // close once the queue is flushed
         // A request waits for the session table's answer: the next one is
         // not read before (replies come in the order of the requests).
         bool waiting = false;
-        uint32_t events = EPOLLIN;  // what epoll watches for it
-        uint64_t hello_deadline_ns = 0;  // monotonic; closed if not greeted by then
+        uint32_t events = EPOLLIN;      // what epoll watches for it
+        uint64_t hello_deadline_ns = 0; // monotonic; closed if not greeted by then
         std::deque<std::string> out;
     };
     Result<void> watch(int fd, uint32_t events, std::function<void(uint32_t)> handler);
@@ -117,7 +117,7 @@ private:
     UniqueFD signal_fd_;
     UniqueFD listen_fd_;
     UniqueFD handshake_timer_;
-    uint64_t timer_deadline_ns_ = 0;  // 0: disarmed
+    uint64_t timer_deadline_ns_ = 0; // 0: disarmed
     // Held so that a connection can still be accepted (and told why it is
     // refused) once oohd's fds run out, instead of spinning on EMFILE.
     UniqueFD spare_fd_;
@@ -127,7 +127,7 @@ private:
     std::map<uid_t, uint64_t> uid_warned_ns_;
     uint64_t full_warned_ns_ = 0;
     uint64_t fds_warned_ns_ = 0;
-    std::string socket_path_;  // unlinked at exit when we created it
+    std::string socket_path_; // unlinked at exit when we created it
     bool running_ = false;
     std::unordered_map<int, std::function<void(uint32_t)>> handlers_;
     std::unordered_map<int, Connection> connections_;

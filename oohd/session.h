@@ -30,11 +30,11 @@ struct Session {
     uint64_t id = 0;
     Target process;
     std::string backend;
-    std::unique_ptr<Tracker> tracker;  // null while a worker has it
-    int event_fd = -1;  // the tracker's event fd the loop watches; -1: none
-    bool busy = false;  // its track or a collect runs on a worker
+    std::unique_ptr<Tracker> tracker; // null while a worker has it
+    int event_fd = -1;                // the tracker's event fd the loop watches; -1: none
+    bool busy = false;                // its track or a collect runs on a worker
     uid_t owner_uid = 0;
-    uint64_t epoch = 1;  // the epoch the next collect closes
+    uint64_t epoch = 1; // the epoch the next collect closes
     State state = State::Starting;
     std::string lost_reason;
     SessionStats stats;

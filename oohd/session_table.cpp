@@ -32,8 +32,7 @@ SessionTable::SessionTable(std::vector<std::unique_ptr<Backend>> backends, Sessi
     for (auto &b : backends)
         backends_.push_back({std::move(b), {}});
     if (workers_.eventFd() >= 0) {
-        if (auto w = watcher_.watch(workers_.eventFd(), [this] { workers_.runCompletions(); });
-            !w)
+        if (auto w = watcher_.watch(workers_.eventFd(), [this] { workers_.runCompletions(); }); !w)
             workers_error_ = makeError(w.error().code, "oohd cannot watch its worker threads (" +
                                                            w.error().message + "); restart it");
     }
@@ -170,8 +169,7 @@ Result<void> SessionTable::checkQuota(uid_t uid)
         (uid != 0 && mine >= limits_.max_per_uid)) {
         std::vector<pid_t> ended;
         for (const auto &[p, s] : sessions_)
-            if (s.state != Session::State::Active && s.state != Session::State::Starting &&
-                !s.busy)
+            if (s.state != Session::State::Active && s.state != Session::State::Starting && !s.busy)
                 ended.push_back(p);
         for (pid_t p : ended)
             endSession(p);
@@ -181,7 +179,8 @@ Result<void> SessionTable::checkQuota(uid_t uid)
         OOH_LOG(kLog, Warning) << "uid " << uid << " tracks " << mine
                                << " processes, its limit: refused one more";
         return makeError(EUSERS, "uid " + std::to_string(uid) + " already tracks " +
-                                     std::to_string(mine) + " processes, the most oohd allows "
+                                     std::to_string(mine) +
+                                     " processes, the most oohd allows "
                                      "one user but root (--max-sessions-per-uid); untrack some");
     }
     if (all >= (uid == 0 ? limits_.max_sessions : shared))
@@ -222,12 +221,12 @@ void SessionTable::runWaiting(pid_t pid)
             return;
         auto op = std::move(w->second.front());
         w->second.pop_front();
-        op();  // may start work on pid again, or end its session
+        op(); // may start work on pid again, or end its session
     }
 }
 
-void SessionTable::track(const PeerCredentials &client, Target target,
-                         const std::string &backend, Done<TrackResult> done)
+void SessionTable::track(const PeerCredentials &client, Target target, const std::string &backend,
+                         Done<TrackResult> done)
 {
     const pid_t pid = target.pid();
     // std::function wants copies: the process travels by shared pointer.
@@ -253,7 +252,7 @@ void SessionTable::startTrack(const PeerCredentials &client, std::shared_ptr<Tar
                                                   "; untrack it first"));
             return done(trackResult(s, true));
         }
-        endSession(pid);  // exited, lost or a reused pid: start afresh
+        endSession(pid); // exited, lost or a reused pid: start afresh
     }
     if (auto room = checkQuota(client.uid); !room)
         return done(room.takeError());
@@ -284,7 +283,7 @@ void SessionTable::startTrack(const PeerCredentials &client, std::shared_ptr<Tar
     auto finish = [this, pid, id, job, client, done] {
         auto it = sessions_.find(pid);
         if (it == sessions_.end() || it->second.id != id)
-            return;  // cannot happen: a busy session is never erased
+            return; // cannot happen: a busy session is never erased
         Session &s = it->second;
         s.busy = false;
         auto &tracker = *job->tracker;
@@ -356,9 +355,10 @@ Result<Session *> SessionTable::sessionFor(const PeerCredentials &client, pid_t 
     Session &s = it->second;
     if (client.uid != 0 && client.uid != s.owner_uid)
         return makeError(EPERM, "pid " + std::to_string(pid) + " is tracked by uid " +
-                                    std::to_string(s.owner_uid) + "; only that uid and root may "
-                                    "use the session (uid " + std::to_string(client.uid) +
-                                    " may not)");
+                                    std::to_string(s.owner_uid) +
+                                    "; only that uid and root may "
+                                    "use the session (uid " +
+                                    std::to_string(client.uid) + " may not)");
     return &s;
 }
 
@@ -383,7 +383,7 @@ void SessionTable::markExited(pid_t pid)
     OOH_LOG(kLog, Info) << "tracked pid " << pid << " exited";
     unwatchEvents(s);
     watcher_.unwatch(s.process.pidfd());
-    s.tracker.reset();  // releases the userfaultfd and /proc handles now
+    s.tracker.reset(); // releases the userfaultfd and /proc handles now
     s.state = Session::State::Exited;
 }
 
@@ -449,7 +449,7 @@ void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64
     struct Job {
         std::unique_ptr<Tracker> tracker;
         Result<void> result;
-        std::vector<PageRange> ranges;  // normalised
+        std::vector<PageRange> ranges; // normalised
         uint64_t ns = 0;
     };
     auto job = std::make_shared<Job>();
@@ -460,7 +460,7 @@ void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64
     auto finish = [this, pid, id, job, done] {
         auto it = sessions_.find(pid);
         if (it == sessions_.end() || it->second.id != id)
-            return;  // cannot happen: a busy session is never erased
+            return; // cannot happen: a busy session is never erased
         Session &s = it->second;
         s.busy = false;
         // Exited meanwhile: the tracker is not given back (it dies here).
@@ -474,8 +474,8 @@ void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64
                 done(makeError(ESRCH, "tracked pid " + std::to_string(pid) + " exited"));
             } else {
                 markLost(s, why);
-                done(makeError(EIO,
-                               "tracking of pid " + std::to_string(pid) + " was lost: " + why));
+                done(
+                    makeError(EIO, "tracking of pid " + std::to_string(pid) + " was lost: " + why));
             }
             return runWaiting(pid);
         }
@@ -496,8 +496,8 @@ void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64
         s.stats.pages_wholesale += wholesale;
         s.stats.last_collect_pages = out.pages;
         s.stats.last_collect_ns = job->ns;
-        OOH_LOG(kLog, Debug) << "collect pid " << pid << " epoch " << out.epoch << ": "
-                             << out.pages << " pages in " << out.ranges.size() << " ranges, "
+        OOH_LOG(kLog, Debug) << "collect pid " << pid << " epoch " << out.epoch << ": " << out.pages
+                             << " pages in " << out.ranges.size() << " ranges, "
                              << s.stats.last_collect_ns / 1000 << " us";
         done(std::move(out));
         runWaiting(pid);

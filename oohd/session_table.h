@@ -30,12 +30,12 @@
 // request's method returns when no backend work is needed, else later.
 #pragma once
 
-#include "peer_credentials.h"
 #include "backend.h"
 #include "page_range.h"
-#include "target.h"
+#include "peer_credentials.h"
 #include "result.h"
 #include "session.h"
+#include "target.h"
 #include "workers.h"
 
 #include <cstdint>
@@ -52,9 +52,9 @@ namespace ooh {
 // How many processes oohd tracks. Anyone may connect, so one local user
 // must not take every slot, and the last ones are root's.
 struct SessionLimits {
-    size_t max_sessions = 4096;     // tracked processes in all
-    size_t root_reserve = 256;      // of max_sessions, only for uid 0
-    size_t max_per_uid = 256;       // tracked by each uid but 0
+    size_t max_sessions = 4096; // tracked processes in all
+    size_t root_reserve = 256;  // of max_sessions, only for uid 0
+    size_t max_per_uid = 256;   // tracked by each uid but 0
 };
 
 // The event loop, as the table sees it: it watches a tracked process's
@@ -73,7 +73,7 @@ struct BackendStatus {
 };
 
 struct TrackResult {
-    pid_t pid = 0;  // in oohd's PID namespace
+    pid_t pid = 0; // in oohd's PID namespace
     uint64_t session_id = 0;
     std::string backend;
     uint64_t start_time = 0;
@@ -84,7 +84,7 @@ struct TrackResult {
 // One collect's set, normalised (ascending, non-overlapping, merged).
 struct CollectResult {
     pid_t pid = 0;
-    uint64_t epoch = 0;  // the epoch this set closes
+    uint64_t epoch = 0; // the epoch this set closes
     uint64_t page_size = 0;
     uint64_t pages = 0;
     std::vector<PageRange> ranges;
@@ -124,8 +124,8 @@ public:
     // Get-and-reset of pid's set. start_time: 0, or the identity the
     // client was given, to refuse a reused pid; session_id: 0, or the
     // session the client knows, to refuse (ESTALE) another one.
-    void collect(const PeerCredentials &client, pid_t pid, uint64_t start_time,
-                 uint64_t session_id, Done<CollectResult> done);
+    void collect(const PeerCredentials &client, pid_t pid, uint64_t start_time, uint64_t session_id,
+                 Done<CollectResult> done);
     void untrack(const PeerCredentials &client, pid_t pid, Done<void> done);
     void stats(const PeerCredentials &client, pid_t pid, Done<StatsResult> done);
 
@@ -175,7 +175,7 @@ private:
     std::map<pid_t, Session> sessions_;
     // Requests waiting for their pid's work, in arrival order.
     std::map<pid_t, std::deque<std::function<void()>>> waiting_;
-    Error workers_error_;  // why work cannot start (the loop cannot watch workers_)
+    Error workers_error_; // why work cannot start (the loop cannot watch workers_)
     // Last: stopped (in the destructor) before anything its work uses.
     Workers workers_;
 };

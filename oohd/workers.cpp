@@ -36,7 +36,7 @@ void Workers::wake()
 {
     uint64_t one = 1;
     ssize_t n = ::write(event_.get(), &one, sizeof(one));
-    (void)n;  // the counter cannot overflow in practice; the loop reads it
+    (void)n; // the counter cannot overflow in practice; the loop reads it
 }
 
 Result<void> Workers::run(std::function<void()> work, std::function<void()> then)
@@ -49,8 +49,7 @@ Result<void> Workers::run(std::function<void()> work, std::function<void()> then
     auto self = std::prev(threads_.end());
     try {
         // Started under the lock: the thread touches its node only under it.
-        self->thread =
-            std::thread(&Workers::body, this, self, std::move(work), std::move(then));
+        self->thread = std::thread(&Workers::body, this, self, std::move(work), std::move(then));
     } catch (const std::system_error &e) {
         threads_.erase(self);
         return makeError(e.code().value() ? e.code().value() : EAGAIN,
@@ -69,7 +68,7 @@ void Workers::body(std::list<Thread>::iterator self, std::function<void()> work,
     ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
 
     work();
-    work = nullptr;  // destroyed here, before the loop runs `then`
+    work = nullptr; // destroyed here, before the loop runs `then`
     {
         std::lock_guard lock(mutex_);
         ready_.push_back(std::move(then));
@@ -88,14 +87,14 @@ void Workers::body(std::list<Thread>::iterator self, std::function<void()> work,
         std::lock_guard lock(mutex_);
         self->finished = true;
     }
-    wake();  // to be joined
+    wake(); // to be joined
 }
 
 void Workers::runCompletions()
 {
     uint64_t count;
     ssize_t n = ::read(event_.get(), &count, sizeof(count));
-    (void)n;  // EAGAIN: nothing new, which is fine
+    (void)n; // EAGAIN: nothing new, which is fine
     std::deque<std::function<void()>> ready;
     std::vector<std::thread> ended;
     {

@@ -30,7 +30,7 @@ namespace ooh {
 class Workers {
 public:
     Workers();
-    ~Workers();  // stop()
+    ~Workers(); // stop()
     Workers(const Workers &) = delete;
     Workers &operator=(const Workers &) = delete;
 
@@ -63,7 +63,7 @@ private:
 
     UniqueFD event_;
     std::atomic<bool> stopping_{false};
-    std::mutex mutex_;  // guards ready_, threads_ and each Thread's `finished`
+    std::mutex mutex_; // guards ready_, threads_ and each Thread's `finished`
     std::deque<std::function<void()>> ready_;
     std::list<Thread> threads_;
 };

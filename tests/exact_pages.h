@@ -16,10 +16,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <functional>
 #include <string>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,7 +39,7 @@ public:
         std::string name;
         uint64_t start = 0;
         uint64_t end = 0;
-        bool huge = false;  // meant to be backed by transparent huge pages
+        bool huge = false; // meant to be backed by transparent huge pages
     };
 
     PageToucher() = default;
@@ -171,9 +171,8 @@ private:
     }
     static bool readAll(int fd, void *p, size_t n)
     {
-        return whole(n, [&](size_t done) {
-            return ::read(fd, static_cast<char *>(p) + done, n - done);
-        });
+        return whole(
+            n, [&](size_t done) { return ::read(fd, static_cast<char *>(p) + done, n - done); });
     }
     static bool writeAll(int fd, const void *p, size_t n)
     {
@@ -226,7 +225,7 @@ private:
                 uint64_t sum = 0;
                 for (uint64_t a = args[0]; a < args[1]; a += ps)
                     sum += *reinterpret_cast<volatile uint8_t *>(a);
-                answer = sum != ~0ull;  // 1; the loads are not optimised away
+                answer = sum != ~0ull; // 1; the loads are not optimised away
             } else if (head[0] == 'h' && head[1] == 1) {
                 // Over-map, then keep the 2 MiB-aligned middle.
                 uint64_t len = args[0] * kHugePageSize;
@@ -314,9 +313,9 @@ inline std::vector<PagePattern> hugePagePatterns(uint64_t page_size)
 // a written page stands for its whole huge page; otherwise the page size.
 // Returns "" when the exact ranges hold exactly the pages wanted and no
 // wholesale range touches the mapping, else what differs.
-inline std::string compareWithin(const std::vector<PageRange> &got,
-                                 const PageToucher::Mapping &m, std::vector<uint64_t> want,
-                                 uint64_t page_size, uint64_t huge_granule)
+inline std::string compareWithin(const std::vector<PageRange> &got, const PageToucher::Mapping &m,
+                                 std::vector<uint64_t> want, uint64_t page_size,
+                                 uint64_t huge_granule)
 {
     if (m.huge && huge_granule > page_size) {
         std::vector<uint64_t> widened;
@@ -439,9 +438,9 @@ inline std::string runExactPatterns(PageToucher &toucher, size_t target,
                     want = addrs;
                 std::string diff = compareWithin(ranges, maps[i], want, ps, huge_granule);
                 if (!diff.empty())
-                    return std::string(quiet ? "the collect after " : "") + "'" + pat.name +
-                           "' (" + std::to_string(pat.pages.size()) + " pages of " + m.name +
-                           " written" + (quiet ? ", then none" : "") + "): " + diff;
+                    return std::string(quiet ? "the collect after " : "") + "'" + pat.name + "' (" +
+                           std::to_string(pat.pages.size()) + " pages of " + m.name + " written" +
+                           (quiet ? ", then none" : "") + "): " + diff;
             }
         }
         *summary += (&pat == &patterns.front() ? " " : ", ") + pat.name + " (" +

@@ -55,21 +55,21 @@ private:
 
 // What one track or collect of a pid does.
 struct FakeStep {
-    std::vector<PageRange> ranges;       // a collect's answer (any order)
-    std::optional<Error> error;          // fail instead
-    std::shared_ptr<Latch> gate;         // wait here first
+    std::vector<PageRange> ranges; // a collect's answer (any order)
+    std::optional<Error> error;    // fail instead
+    std::shared_ptr<Latch> gate;   // wait here first
 };
 
 // The script and what happened, shared by the test and the fake (which
 // runs on oohd's worker threads): every member under `mutex`.
 struct FakeScript {
     std::mutex mutex;
-    bool available = true;  // what the next probe says
+    bool available = true; // what the next probe says
     int probes = 0;
-    std::map<pid_t, FakeStep> tracks;                // one track each, then removed
-    std::map<pid_t, std::deque<FakeStep>> collects;  // in order; none left: no ranges
+    std::map<pid_t, FakeStep> tracks;               // one track each, then removed
+    std::map<pid_t, std::deque<FakeStep>> collects; // in order; none left: no ranges
     uint64_t tracked_bytes = 4096;
-    bool with_events = false;   // trackers get an event fd (see fireEvent)
+    bool with_events = false; // trackers get an event fd (see fireEvent)
     std::map<pid_t, int> event_fds;
     std::map<pid_t, Error> event_errors;
     int live_trackers = 0;

@@ -14,8 +14,7 @@ namespace ooh::test {
 
 class ServerHarness {
 public:
-    explicit ServerHarness(std::vector<std::unique_ptr<Backend>> backends,
-                           ServerLimits limits = {})
+    explicit ServerHarness(std::vector<std::unique_ptr<Backend>> backends, ServerLimits limits = {})
         : server_(std::move(backends), limits)
     {
         server_.probeBackends();

@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <gtest/gtest.h>
 #include <filesystem>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -189,7 +189,7 @@ void OohdProcess::start(const std::string &tag, const std::vector<std::string> &
 void OohdProcess::stop()
 {
     if (pid_ > 0) {
-        ::kill(pid_, SIGCONT);  // a test may have stopped it
+        ::kill(pid_, SIGCONT); // a test may have stopped it
         ::kill(pid_, SIGTERM);
         int status = 0;
         ::waitpid(pid_, &status, 0);

@@ -46,7 +46,7 @@ private:
     pid_t pid_ = -1;
     int in_ = -1;
     FILE *out_ = nullptr;
-    bool own_ = true;  // we spawned it, so we reap it
+    bool own_ = true; // we spawned it, so we reap it
 };
 
 // Sends "round SEED" and parses the answer.
@@ -56,7 +56,7 @@ bool runWriterRound(ChildProcess &writer, uint64_t seed, GroundTruth *truth);
 std::vector<uint64_t> missingPages(const std::vector<PageRange> &collected,
                                    const std::vector<PageRange> &truth, uint64_t page_size);
 
-std::string buildDir();  // directory of the test programs (from the environment)
+std::string buildDir(); // directory of the test programs (from the environment)
 
 // The real oohd ($OOHD) on a private socket, in a directory of its own that
 // other uids can reach.

@@ -19,10 +19,10 @@ namespace ooh::test {
 
 // One round of the writer, as it answered it.
 struct GroundTruth {
-    std::vector<PageRange> written;    // pages it wrote
-    std::vector<PageRange> discarded;  // pages it discarded (MADV_DONTNEED)
-    std::vector<PageRange> created;    // mappings it created, moved or grew (brk too)
-    std::vector<PageRange> shared;     // its shared mappings at the end of the round
+    std::vector<PageRange> written;   // pages it wrote
+    std::vector<PageRange> discarded; // pages it discarded (MADV_DONTNEED)
+    std::vector<PageRange> created;   // mappings it created, moved or grew (brk too)
+    std::vector<PageRange> shared;    // its shared mappings at the end of the round
 };
 
 enum class WriterLine { Record, End, Bad };
@@ -55,10 +55,10 @@ inline WriterLine parseWriterLine(const char *line, GroundTruth *truth)
 // through the page cache too). Anything else reported whole is a tracker
 // that gave up where it did not have to.
 struct WholesaleBound {
-    uint64_t wholesale_pages = 0;  // reported wholesale
-    uint64_t allowed_pages = 0;    // the writer's mappings above, as pages
-    uint64_t outside_pages = 0;    // reported wholesale, outside them
-    uint64_t first_outside = 0;    // the first such page
+    uint64_t wholesale_pages = 0; // reported wholesale
+    uint64_t allowed_pages = 0;   // the writer's mappings above, as pages
+    uint64_t outside_pages = 0;   // reported wholesale, outside them
+    uint64_t first_outside = 0;   // the first such page
 };
 
 inline WholesaleBound boundWholesale(const std::vector<PageRange> &collected,
@@ -103,8 +103,7 @@ inline std::string describe(const WholesaleBound &b)
 {
     char buf[320];
     std::snprintf(buf, sizeof(buf),
-                  "%" PRIu64 " pages reported wholesale, %" PRIu64
-                  " of them outside the %" PRIu64
+                  "%" PRIu64 " pages reported wholesale, %" PRIu64 " of them outside the %" PRIu64
                   " pages of mappings the writer created, moved, grew, discarded or shares "
                   "(first at %#" PRIx64 ")",
                   b.wholesale_pages, b.outside_pages, b.allowed_pages, b.first_outside);

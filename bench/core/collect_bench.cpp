@@ -80,12 +80,12 @@ struct Target {
         if (t.pid == 0) {
             close(down[1]);
             close(up[0]);
-            auto *mem = static_cast<uint8_t *>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-                                                    -1, 0));
+            auto *mem =
+                static_cast<uint8_t *>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
             if (mem == MAP_FAILED)
                 _exit(1);
-            madvise(mem, bytes, MADV_NOHUGEPAGE);  // 4 KiB pages, as measured
+            madvise(mem, bytes, MADV_NOHUGEPAGE); // 4 KiB pages, as measured
             for (size_t o = 0; o < bytes; o += kPage)
                 mem[o] = 1;
             uint64_t addr = reinterpret_cast<uint64_t>(mem);
@@ -157,8 +157,8 @@ struct DirectScan {
     uint64_t base = 0, bytes = 0;
 
     DirectScan(pid_t pid, uint64_t b, uint64_t n)
-        : pagemap(open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(),
-                       O_RDONLY | O_CLOEXEC)),
+        : pagemap(
+              open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC)),
           base(b), bytes(n)
     {
         if (!pagemap.isValid()) {
@@ -200,7 +200,7 @@ double readPagemap(pid_t pid, uint64_t base, size_t bytes)
     double ms = msSince(t0);
     close(fd);
     if (sd == 0xffffffffffffffffull)
-        std::puts("");  // keep the loop from being optimized away
+        std::puts(""); // keep the loop from being optimized away
     return ms;
 }
 
@@ -255,15 +255,17 @@ int main(int argc, char **argv)
     }
 
     FILE *csv = std::fopen(csv_path.c_str(), "w");
-    std::fprintf(csv, "size_mib,dirty_pct,dirty_pages,oohd_ms,oohd_inside_ms,scan_ms,pagemap_ms,oohd_over_scan,"
-                      "pagemap_over_oohd\n");
+    std::fprintf(
+        csv,
+        "size_mib,dirty_pct,dirty_pages,oohd_ms,oohd_inside_ms,scan_ms,pagemap_ms,oohd_over_scan,"
+        "pagemap_over_oohd\n");
     std::printf("collect latency, median of %d (ms); oohd = Collect over the socket (inside = "
                 "the part spent in oohd's collect), scan = oohd's scan of the region from "
                 "another process, no socket, pagemap = "
                 "/proc/PID/pagemap read\n",
                 reps);
-    std::printf("%9s %8s %10s | %9s %9s %9s %10s | %10s %12s\n", "size", "dirty", "pages",
-                "oohd", "(inside)", "scan", "pagemap", "oohd/scan", "pagemap/oohd");
+    std::printf("%9s %8s %10s | %9s %9s %9s %10s | %10s %12s\n", "size", "dirty", "pages", "oohd",
+                "(inside)", "scan", "pagemap", "oohd/scan", "pagemap/oohd");
     const double fractions[] = {0.001, 0.01, 0.1, 1.0};
     bool targets_met = true;
     for (size_t mib = 64; mib <= max_mib; mib *= 4) {
@@ -275,7 +277,7 @@ int main(int argc, char **argv)
         }
         DirectScan direct(target.pid, target.base, bytes);
         std::vector<ooh_range> ranges;
-        client.collect(target.pid, ranges);  // start from a clean epoch
+        client.collect(target.pid, ranges); // start from a clean epoch
         for (double f : fractions) {
             size_t count = std::max<size_t>(1, static_cast<size_t>(pages * f));
             std::vector<double> a, b, c, d;
@@ -288,7 +290,7 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 a.push_back(msSince(t0));
-                struct ooh_stats st{};
+                struct ooh_stats st {};
                 client.stats(target.pid, &st);
                 d.push_back(st.last_collect_ns / 1e6);
                 if (info.total_pages < count)
@@ -329,14 +331,15 @@ int main(int argc, char **argv)
     client.track(target.pid);
     std::vector<ooh_range> ranges;
     for (int pass = 0; pass < 5; ++pass) {
-        client.collect(target.pid, ranges);  // re-arm: every page faults once again
+        client.collect(target.pid, ranges); // re-arm: every page faults once again
         tracked += target.command('w', 1) / 1e6;
     }
     client.untrack(target.pid);
     target.stop();
     std::printf("  untracked %.1f ms, tracked %.1f ms: x%.2f; %.0f ns per first write of a page "
                 "per epoch (in-kernel, no user-space round trip)\n",
-                untracked, tracked, tracked / untracked, (tracked - untracked) * 1e6 / (5.0 * pages));
+                untracked, tracked, tracked / untracked,
+                (tracked - untracked) * 1e6 / (5.0 * pages));
     std::fprintf(csv, "# write loop untracked_ms=%.2f tracked_ms=%.2f\n", untracked, tracked);
     std::fclose(csv);
     std::printf("\ntargets (oohd <= 1.5 x scan; oohd >= 10 x faster than pagemap at <= 1%%): %s\n"

@@ -34,8 +34,8 @@ struct node {
 };
 
 #define LONG_LIVED_DEPTH 18
-#define ARRAY_SIZE 500000
-#define MAX_PAUSES 100000
+#define ARRAY_SIZE	 500000
+#define MAX_PAUSES	 100000
 
 static struct node *long_lived;
 static double *array;
@@ -204,7 +204,9 @@ static int child(const char *self, const char *mode, int threads, struct result 
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return -1;
 	return sscanf(buf, "%lf %lu %lf %lf", &out->seconds, &out->collections, &out->max_ms,
-		      &out->median_ms) == 4 ? 0 : -1;
+		      &out->median_ms) == 4
+		       ? 0
+		       : -1;
 }
 
 static int by_seconds(const void *a, const void *b)
@@ -236,7 +238,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
 			csv_path = argv[++i];
 		else {
-			fprintf(stderr, "usage: %s [--threads N] [--rounds N] [--repeat N] [--csv FILE]\n",
+			fprintf(stderr,
+				"usage: %s [--threads N] [--rounds N] [--repeat N] [--csv FILE]\n",
 				argv[0]);
 			return 2;
 		}
@@ -275,8 +278,9 @@ int main(int argc, char **argv)
 		}
 		fprintf(csv, "mode,threads,seconds,collections,max_pause_ms,median_pause_ms\n");
 		for (m = 0; m < 3; m++)
-			fprintf(csv, "%s,%d,%.6f,%lu,%.6f,%.6f\n", modes[m], threads, res[m].seconds,
-				res[m].collections, res[m].max_ms, res[m].median_ms);
+			fprintf(csv, "%s,%d,%.6f,%lu,%.6f,%.6f\n", modes[m], threads,
+				res[m].seconds, res[m].collections, res[m].max_ms,
+				res[m].median_ms);
 		fclose(csv);
 	}
 	return 0;

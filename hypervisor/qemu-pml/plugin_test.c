@@ -25,12 +25,11 @@ struct qemu_plugin_hwaddr {
 
 static qemu_plugin_vcpu_tb_trans_cb_t tb_trans_cb;
 static qemu_plugin_vcpu_mem_cb_t mem_cb;
-static uint64_t next_phys[2];	/* what get_hwaddr answers for a store's 1st/last byte */
+static uint64_t next_phys[2]; /* what get_hwaddr answers for a store's 1st/last byte */
 static uint64_t first_vaddr;
 static struct qemu_plugin_hwaddr hw;
 
-void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id,
-					   qemu_plugin_vcpu_tb_trans_cb_t cb)
+void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb)
 {
 	(void)id;
 	tb_trans_cb = cb;
@@ -49,10 +48,9 @@ struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb
 	return (struct qemu_plugin_insn *)&hw;
 }
 
-void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn,
-				      qemu_plugin_vcpu_mem_cb_t cb,
-				      enum qemu_plugin_cb_flags flags,
-				      enum qemu_plugin_mem_rw rw, void *userdata)
+void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn, qemu_plugin_vcpu_mem_cb_t cb,
+				      enum qemu_plugin_cb_flags flags, enum qemu_plugin_mem_rw rw,
+				      void *userdata)
 {
 	(void)insn;
 	(void)flags;
@@ -90,8 +88,7 @@ uint64_t qemu_plugin_hwaddr_phys_addr(const struct qemu_plugin_hwaddr *haddr)
 	return haddr->phys;
 }
 
-void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb,
-				    void *userdata)
+void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata)
 {
 	(void)id;
 	(void)cb;
@@ -105,21 +102,21 @@ void qemu_plugin_outs(const char *string)
 
 /* ---- the fake guest ---- */
 
-#define BAR 0xfe000000ull
-#define SHIFT 0x1000000ull	/* what QEMU 7.2 adds to RAM addresses here */
+#define BAR   0xfe000000ull
+#define SHIFT 0x1000000ull /* what QEMU 7.2 adds to RAM addresses here */
 
 static struct ooh_pmldev_header *hdr;
 static struct ooh_pmldev_entry *rings;
 static int failures;
 
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "FAIL line %d: ", __LINE__);       \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-			failures++;                                        \
-		}                                                          \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "FAIL line %d: ", __LINE__);                               \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 /* A guest store of 2^shift bytes at vaddr, to guest-physical gpa. */
@@ -136,7 +133,7 @@ static void store(unsigned int cpu, uint64_t vaddr, uint64_t gpa, unsigned int s
 static void bar_store(unsigned int cpu, uint64_t offset)
 {
 	first_vaddr = 0xffffc90000000000ull + offset;
-	next_phys[0] = BAR + offset;	/* the device's block comes first: no shift */
+	next_phys[0] = BAR + offset; /* the device's block comes first: no shift */
 	mem_cb(cpu, 3, first_vaddr, NULL);
 }
 
@@ -148,8 +145,8 @@ static int call(unsigned int cpu, int slot, uint32_t cmd, uint32_t arg, uint64_t
 	v->arg = arg;
 	v->arg64 = arg64;
 	v->doorbell++;
-	bar_store(cpu, offsetof(struct ooh_pmldev_header, vcpu) +
-			       slot * sizeof(*v) + offsetof(struct ooh_pmldev_vcpu, doorbell));
+	bar_store(cpu, offsetof(struct ooh_pmldev_header, vcpu) + slot * sizeof(*v) +
+			       offsetof(struct ooh_pmldev_vcpu, doorbell));
 	return v->ack == v->doorbell ? v->status : -9999;
 }
 
@@ -161,9 +158,8 @@ static struct ooh_pmldev_entry *ring_at(int slot, uint64_t i)
 int main(int argc, char **argv)
 {
 	char path[] = "/tmp/qemu-pml-test-XXXXXX";
-	char arg[64], *args[1] = { arg };
-	qemu_info_t info = { .target_name = "x86_64", .version = { 1, 1 },
-			     .system_emulation = true };
+	char arg[64], *args[1] = {arg};
+	qemu_info_t info = {.target_name = "x86_64", .version = {1, 1}, .system_emulation = true};
 	int (*install)(qemu_plugin_id_t, const qemu_info_t *, int, char **);
 	struct ooh_pmldev_vcpu *v0, *v1;
 	uint64_t i, before;
@@ -184,10 +180,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dlopen: %s\n", dlerror());
 		return 1;
 	}
-	install = (int (*)(qemu_plugin_id_t, const qemu_info_t *, int, char **))
-		dlsym(so, "qemu_plugin_install");
+	install = (int (*)(qemu_plugin_id_t, const qemu_info_t *, int, char **))dlsym(
+		so, "qemu_plugin_install");
 	CHECK(install && dlsym(so, "qemu_plugin_version") &&
-	      *(int *)dlsym(so, "qemu_plugin_version") == 1, "plugin symbols");
+		      *(int *)dlsym(so, "qemu_plugin_version") == 1,
+	      "plugin symbols");
 	snprintf(arg, sizeof(arg), "shm=%s", path);
 	CHECK(install(1, &info, 1, args) == 0, "install");
 	unlink(path);
@@ -195,8 +192,7 @@ int main(int argc, char **argv)
 	CHECK(mem_cb != NULL, "store callback registered");
 
 	hdr = shm;
-	CHECK(hdr->magic == OOH_PMLDEV_MAGIC && hdr->ring_entries >= 1024,
-	      "device header written");
+	CHECK(hdr->magic == OOH_PMLDEV_MAGIC && hdr->ring_entries >= 1024, "device header written");
 	rings = (struct ooh_pmldev_entry *)((char *)shm + hdr->ring_offset);
 	v0 = &hdr->vcpu[0];
 	v1 = &hdr->vcpu[1];
@@ -224,13 +220,14 @@ int main(int argc, char **argv)
 	v0->mode = OOH_PMLDEV_LOG_GPA;
 	store(1, 0x10000, 0x9000, 3);
 	store(1, 0x10008, 0x9008, 3);
-	store(1, 0x20000, 0x9010, 2);	/* same frame through another mapping */
+	store(1, 0x20000, 0x9010, 2); /* same frame through another mapping */
 	CHECK(v0->head == 0, "entries stay in the 512-entry buffer until a flush");
 	CHECK(call(1, 0, OOH_PMLDEV_CMD_FLUSH_REARM, 0, 0) == 0, "FLUSH_REARM");
 	CHECK(v0->head == 1 && v0->rearm_head == 1, "one entry per page: head %llu",
 	      (unsigned long long)v0->head);
 	CHECK(ring_at(0, 0)->gpa == 0x9000 && ring_at(0, 0)->tag == 7 && ring_at(0, 0)->gva == 0,
-	      "entry: gpa %#llx tag %u", (unsigned long long)ring_at(0, 0)->gpa, ring_at(0, 0)->tag);
+	      "entry: gpa %#llx tag %u", (unsigned long long)ring_at(0, 0)->gpa,
+	      ring_at(0, 0)->tag);
 	/* Re-armed: the same page is logged again. */
 	store(1, 0x10000, 0x9000, 3);
 	call(1, 0, OOH_PMLDEV_CMD_FLUSH_REARM, 0, 0);
@@ -250,8 +247,9 @@ int main(int argc, char **argv)
 	before = v0->head;
 	store(1, 0x60000, 0x60000, 3);
 	CHECK(call(1, 0, OOH_PMLDEV_CMD_FLUSH, 0, 0) == 0 && v0->head == before + 1 &&
-	      v0->rearm_head == before, "FLUSH");
-	store(1, 0x60000, 0x60000, 3);	/* still armed off: not logged again */
+		      v0->rearm_head == before,
+	      "FLUSH");
+	store(1, 0x60000, 0x60000, 3); /* still armed off: not logged again */
 	call(1, 0, OOH_PMLDEV_CMD_FLUSH, 0, 0);
 	CHECK(v0->head == before + 1, "FLUSH re-armed a page");
 	call(1, 0, OOH_PMLDEV_CMD_FLUSH_REARM, 0, 0);
@@ -280,11 +278,11 @@ int main(int argc, char **argv)
 	v0->mode = OOH_PMLDEV_LOG_GPA | OOH_PMLDEV_LOG_GVA;
 	v0->tag = 9;
 	before = v0->head;
-	store(1, 0xffff888000777000ull, 0x777000, 3);	/* kernel zeroes the frame */
-	store(1, 0x7f0000001000ull, 0x777000, 3);	/* the task writes it */
-	store(1, 0x7f0000001008ull, 0x777008, 3);	/* again: not logged */
+	store(1, 0xffff888000777000ull, 0x777000, 3); /* kernel zeroes the frame */
+	store(1, 0x7f0000001000ull, 0x777000, 3);     /* the task writes it */
+	store(1, 0x7f0000001008ull, 0x777008, 3);     /* again: not logged */
 	v0->tag = 10;
-	store(1, 0x7f0000001000ull, 0x777000, 3);	/* another tracker, same GVA */
+	store(1, 0x7f0000001000ull, 0x777000, 3); /* another tracker, same GVA */
 	call(1, 0, OOH_PMLDEV_CMD_FLUSH_REARM, 0, 0);
 	CHECK(v0->head - before == 3, "EPML entries: %llu, want 3",
 	      (unsigned long long)(v0->head - before));

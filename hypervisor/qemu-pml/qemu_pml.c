@@ -36,7 +36,7 @@ OOH_PLUGIN_EXPORT int qemu_plugin_version = OOH_QEMU_PLUGIN_API_VERSION;
 /* Dirty bits for 64 GiB of guest-physical space; above it every store is
  * logged (over-reporting is allowed, under-reporting is not). */
 #define DIRTY_PAGES (1ull << 24)
-#define NO_SLOT (-1)
+#define NO_SLOT	    (-1)
 
 /*
  * EPML logs the first write through each guest-virtual page of a tracked
@@ -47,13 +47,13 @@ OOH_PLUGIN_EXPORT int qemu_plugin_version = OOH_QEMU_PLUGIN_API_VERSION;
 struct gva_slot {
 	uint64_t gva;
 	uint32_t tag;
-	uint32_t gen;		/* 0 or an old generation: empty */
+	uint32_t gen; /* 0 or an old generation: empty */
 };
 
 struct pml_vcpu {
 	pthread_mutex_t lock;
-	int slot;		/* guest CPU bound by IDENT, or NO_SLOT */
-	uint64_t last_phys;	/* of the last store outside the device */
+	int slot;	    /* guest CPU bound by IDENT, or NO_SLOT */
+	uint64_t last_phys; /* of the last store outside the device */
 	unsigned int count;
 	struct ooh_pmldev_entry buf[OOH_PMLDEV_BUFFER_ENTRIES];
 	/* touched by this vCPU's thread only */
@@ -66,10 +66,10 @@ static struct {
 	struct ooh_pmldev_header *hdr;
 	struct ooh_pmldev_entry *rings;
 	size_t size;
-	uint64_t *dirty;	/* DIRTY_PAGES bits */
+	uint64_t *dirty; /* DIRTY_PAGES bits */
 	struct pml_vcpu vcpu[OOH_PMLDEV_MAX_VCPUS];
 	pthread_mutex_t rearm_lock;
-	uint32_t gen;		/* bumped by every FLUSH_REARM, starts at 1 */
+	uint32_t gen; /* bumped by every FLUSH_REARM, starts at 1 */
 	/* API address minus guest-physical address, learnt by CALIBRATE */
 	uint64_t phys_delta;
 	bool calibrated;
@@ -105,7 +105,7 @@ static void flush_locked(struct pml_vcpu *v)
 	if (!v->count)
 		return;
 	if (v->slot == NO_SLOT) {
-		v->count = 0;	/* cannot happen: logging needs a bound slot */
+		v->count = 0; /* cannot happen: logging needs a bound slot */
 		return;
 	}
 	ctl = slot_ctl(v->slot);
@@ -115,8 +115,7 @@ static void flush_locked(struct pml_vcpu *v)
 	for (i = 0; i < v->count; i++) {
 		if (head - tail >= cap) {
 			/* Reported to the guest, which fails the epoch. */
-			__atomic_store_n(&ctl->lost, ctl->lost + (v->count - i),
-					 __ATOMIC_RELEASE);
+			__atomic_store_n(&ctl->lost, ctl->lost + (v->count - i), __ATOMIC_RELEASE);
 			if (pml.verbose && !pml.overflow_logged++)
 				say("qemu-pml: slot %d ring full, entries dropped and reported\n",
 				    v->slot);
@@ -148,8 +147,7 @@ static void flush_rearm(void)
 	pthread_mutex_lock(&pml.rearm_lock);
 	flush_all();
 	for (s = 0; s < OOH_PMLDEV_MAX_VCPUS; s++)
-		__atomic_store_n(&slot_ctl(s)->rearm_head, slot_ctl(s)->head,
-				 __ATOMIC_RELEASE);
+		__atomic_store_n(&slot_ctl(s)->rearm_head, slot_ctl(s)->head, __ATOMIC_RELEASE);
 	/*
 	 * Clearing after the flush: a store that found its bit set before the
 	 * clear has its entry either flushed above or still in a buffer (then it
@@ -213,8 +211,7 @@ static uint64_t gva_hash(uint64_t gva, uint32_t tag)
 	return h;
 }
 
-static void gva_insert(struct gva_slot *t, uint64_t cap, uint64_t gva, uint32_t tag,
-		       uint32_t gen)
+static void gva_insert(struct gva_slot *t, uint64_t cap, uint64_t gva, uint32_t tag, uint32_t gen)
 {
 	uint64_t i = gva_hash(gva, tag) & (cap - 1);
 
@@ -232,7 +229,7 @@ static bool gva_seen(struct pml_vcpu *v, uint64_t gva, uint32_t tag)
 	uint64_t i;
 
 	if (v->seen_gen != gen) {
-		v->seen_gen = gen;	/* older entries now read as empty */
+		v->seen_gen = gen; /* older entries now read as empty */
 		v->seen_used = 0;
 	}
 	if (!v->seen || v->seen_used * 2 >= v->seen_cap) {
@@ -240,7 +237,7 @@ static bool gva_seen(struct pml_vcpu *v, uint64_t gva, uint32_t tag)
 		struct gva_slot *t = calloc(cap, sizeof(*t));
 
 		if (!t)
-			return false;	/* log it again: over-reporting is fine */
+			return false; /* log it again: over-reporting is fine */
 		for (k = 0; v->seen && k < v->seen_cap; k++)
 			if (v->seen[k].gen == gen)
 				gva_insert(t, cap, v->seen[k].gva, v->seen[k].tag, gen);
@@ -284,12 +281,11 @@ static void log_page(unsigned int cpu, uint64_t gpa, uint64_t gva, uint32_t mode
 	e->flags = mode;
 	slot_ctl(v->slot)->logged++;
 	if (v->count == OOH_PMLDEV_BUFFER_ENTRIES)
-		flush_locked(v);	/* the "PML full" exit */
+		flush_locked(v); /* the "PML full" exit */
 	pthread_mutex_unlock(&v->lock);
 }
 
-static void on_store(unsigned int cpu, qemu_plugin_meminfo_t info,
-		     uint64_t vaddr, void *udata)
+static void on_store(unsigned int cpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
 {
 	struct qemu_plugin_hwaddr *hw;
 	uint64_t gpa, bar, size, last;
@@ -318,7 +314,7 @@ static void on_store(unsigned int cpu, qemu_plugin_meminfo_t info,
 		    rel % sizeof(struct ooh_pmldev_vcpu) ==
 			    offsetof(struct ooh_pmldev_vcpu, doorbell))
 			doorbell(cpu, slot);
-		return;	/* the device's own memory is never logged */
+		return; /* the device's own memory is never logged */
 	}
 
 	pml.vcpu[cpu].last_phys = gpa;
@@ -337,7 +333,8 @@ static void on_store(unsigned int cpu, qemu_plugin_meminfo_t info,
 	if ((last & PAGE_MASK_) != (vaddr & PAGE_MASK_)) {
 		hw = qemu_plugin_get_hwaddr(info, last);
 		if (hw && !qemu_plugin_hwaddr_is_io(hw))
-			log_page(cpu, qemu_plugin_hwaddr_phys_addr(hw) - pml.phys_delta, last, mode);
+			log_page(cpu, qemu_plugin_hwaddr_phys_addr(hw) - pml.phys_delta, last,
+				 mode);
 		else
 			log_page(cpu, (gpa & PAGE_MASK_) + PAGE_SIZE_, last, mode);
 	}
@@ -349,9 +346,8 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 
 	(void)id;
 	for (i = 0; i < n; i++)
-		qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i),
-						 on_store, QEMU_PLUGIN_CB_NO_REGS,
-						 QEMU_PLUGIN_MEM_W, NULL);
+		qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), on_store,
+						 QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_W, NULL);
 }
 
 static void pml_at_exit(qemu_plugin_id_t id, void *udata)
@@ -365,8 +361,8 @@ static void pml_at_exit(qemu_plugin_id_t id, void *udata)
 		logged += slot_ctl(s)->logged;
 		lost += slot_ctl(s)->lost;
 	}
-	say("qemu-pml: logged=%" PRIu64 " lost=%" PRIu64 " rearms=%" PRIu64 "\n",
-	    logged, lost, (uint64_t)pml.hdr->rearms);
+	say("qemu-pml: logged=%" PRIu64 " lost=%" PRIu64 " rearms=%" PRIu64 "\n", logged, lost,
+	    (uint64_t)pml.hdr->rearms);
 }
 
 static int map_shm(const char *path)
@@ -412,8 +408,7 @@ static int map_shm(const char *path)
 	return 0;
 }
 
-OOH_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
-					  const qemu_info_t *info, int argc,
+OOH_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc,
 					  char **argv)
 {
 	const char *file = NULL;
@@ -449,7 +444,7 @@ OOH_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
 	qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);
 	qemu_plugin_register_atexit_cb(id, pml_at_exit, NULL);
 	if (pml.verbose)
-		say("qemu-pml: %zu-byte device, %" PRIu64 " entries per vCPU ring\n",
-		    pml.size, (uint64_t)pml.hdr->ring_entries);
+		say("qemu-pml: %zu-byte device, %" PRIu64 " entries per vCPU ring\n", pml.size,
+		    (uint64_t)pml.hdr->ring_entries);
 	return 0;
 }

@@ -2,8 +2,8 @@
 // Implementation of the "pml-ring" backend (oohd/backends/pml_ring.h).
 #include "pml_ring.h"
 
-#include "ooh/ooh_ring.h"
 #include "log.h"
+#include "ooh/ooh_ring.h"
 #include "proc_maps.h"
 #include "spml_reverse_map.h"
 #include "unique_fd.h"
@@ -36,7 +36,9 @@ uint64_t pageSize()
 
 const char *modeName(PmlRingBackend::Mode m)
 {
-    return m == PmlRingBackend::Mode::Spml ? "spml" : m == PmlRingBackend::Mode::Epml ? "epml" : "auto";
+    return m == PmlRingBackend::Mode::Spml   ? "spml"
+           : m == PmlRingBackend::Mode::Epml ? "epml"
+                                             : "auto";
 }
 
 // Every mapping of the target, as whole ranges (what a lost epoch reports).
@@ -142,12 +144,12 @@ public:
             hdr_->capacity == 0 || (hdr_->capacity & (hdr_->capacity - 1)) ||
             hdr_->entries_offset + hdr_->capacity * 8 > ring_bytes_)
             return makeError(EPROTO, "ring of " + uio + " has a bad header");
-        entries_ = reinterpret_cast<const uint64_t *>(static_cast<char *>(ring_) +
-                                                      hdr_->entries_offset);
+        entries_ =
+            reinterpret_cast<const uint64_t *>(static_cast<char *>(ring_) + hdr_->entries_offset);
         lost_seen_ = __atomic_load_n(&hdr_->lost_events, __ATOMIC_ACQUIRE);
         OOH_LOG(kLog, Info) << "tracking pid " << pid_ << " (" << modeName(mode_) << ", "
-                            << req.threads << " threads, ring " << hdr_->capacity
-                            << " entries on " << uio << ")";
+                            << req.threads << " threads, ring " << hdr_->capacity << " entries on "
+                            << uio << ")";
         return {};
     }
 
@@ -180,7 +182,7 @@ public:
             size_t first_exact = found.size();
             for (uint64_t va : pending_) {
                 if (va >= kUserTop)
-                    break;  // sorted: the rest are kernel addresses too
+                    break; // sorted: the rest are kernel addresses too
                 if (found.size() > first_exact && found.back().end == va)
                     found.back().end = va + ps;
                 else
@@ -241,7 +243,7 @@ private:
     {
         uint64_t tail = hdr_->tail;
         uint64_t cap = hdr_->capacity;
-        if (limit - tail > cap)  // cannot happen with a sane module
+        if (limit - tail > cap) // cannot happen with a sane module
             tail = limit - cap;
         for (; tail < limit; ++tail)
             pending_.push_back(entries_[tail & (cap - 1)]);
@@ -314,8 +316,8 @@ BackendProbe PmlRingBackend::probe()
     if (want == Mode::Auto)
         want = epml ? Mode::Epml : Mode::Spml;
     if ((want == Mode::Spml && !spml) || (want == Mode::Epml && !epml)) {
-        reason_ = std::string("transport ") + info.transport + " has no " + modeName(want) +
-                  " mode";
+        reason_ =
+            std::string("transport ") + info.transport + " has no " + modeName(want) + " mode";
         return {false, reason_};
     }
     mode_ = want;

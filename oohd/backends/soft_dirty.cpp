@@ -36,8 +36,7 @@ uint64_t pageSize()
 
 class SoftDirtyTracker final : public Tracker {
 public:
-    SoftDirtyTracker(const Target &target, UniqueFD pagemap, UniqueFD clear_refs,
-                     bool pagemap_scan)
+    SoftDirtyTracker(const Target &target, UniqueFD pagemap, UniqueFD clear_refs, bool pagemap_scan)
         : target_(target), pid_(target.pid()), pagemap_(std::move(pagemap)),
           clear_refs_(std::move(clear_refs)), pagemap_scan_(pagemap_scan)
     {
@@ -62,7 +61,7 @@ public:
     {
         // Held until the reset below; released (detached) on return.
         StopOptions stop;
-        stop.accept_stopped_by_other_tracer = true;  // CRIU has frozen them
+        stop.accept_stopped_by_other_tracer = true; // CRIU has frozen them
         auto stopped = stopAllThreads(target_, stop);
         if (!stopped)
             return makeError(stopped.error().code,
@@ -117,8 +116,8 @@ private:
         std::vector<uint64_t> buf(16384);
         for (uint64_t addr = m.start; addr < m.end;) {
             uint64_t pages = std::min<uint64_t>(buf.size(), (m.end - addr) / ps);
-            ssize_t n = ::pread(pagemap_.get(), buf.data(), pages * 8,
-                                static_cast<off_t>(addr / ps * 8));
+            ssize_t n =
+                ::pread(pagemap_.get(), buf.data(), pages * 8, static_cast<off_t>(addr / ps * 8));
             if (n < 0)
                 return Error::fromErrno(errno, "read pagemap of " + std::to_string(pid_));
             if (n == 0 || n % 8)
@@ -156,8 +155,8 @@ private:
     UniqueFD clear_refs_;
     bool pagemap_scan_;
     std::vector<MapEntry> maps_;
-    std::vector<uint64_t> present_;      // pages present or swapped at the last reset
-    std::vector<uint64_t> present_now_;  // being gathered by this collect
+    std::vector<uint64_t> present_;     // pages present or swapped at the last reset
+    std::vector<uint64_t> present_now_; // being gathered by this collect
     uint64_t tracked_ = 0;
     PagemapScanner scanner_{512};
 };

@@ -22,7 +22,7 @@ public:
 private:
     // What the last probe found.
     bool available_ = false;
-    bool pagemap_scan_ = false;  // PAGEMAP_SCAN knows PAGE_IS_SOFT_DIRTY
+    bool pagemap_scan_ = false; // PAGEMAP_SCAN knows PAGE_IS_SOFT_DIRTY
 };
 
 namespace soft_dirty {

@@ -29,7 +29,7 @@ class SpmlReverseMap {
 public:
     static constexpr uint64_t kPresent = 1ull << 63;
     static constexpr uint64_t kSwapped = 1ull << 62;
-    static constexpr uint64_t kFile = 1ull << 61;  // page cache or shared anonymous
+    static constexpr uint64_t kFile = 1ull << 61; // page cache or shared anonymous
     static constexpr uint64_t kPfnMask = (1ull << 55) - 1;
 
     // Installs the first snapshot (pages sorted by va; only present or

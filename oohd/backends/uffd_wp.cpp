@@ -94,7 +94,8 @@ Result<void> UffdWpTracker::handleEvents()
                 continue;
             if (errno == EAGAIN)
                 return {};
-            return Error::fromErrno(errno, "read userfaultfd events of pid " + std::to_string(pid_));
+            return Error::fromErrno(errno,
+                                    "read userfaultfd events of pid " + std::to_string(pid_));
         }
         for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(msgs[0]); ++i) {
             if (msgs[i].event == UFFD_EVENT_REMOVE)
@@ -113,10 +114,10 @@ std::string kernelRelease()
 
 BackendProbe UffdWpBackend::probe()
 {
-    features_ = 0;  // until the self-test passes: track() refuses
+    features_ = 0; // until the self-test passes: track() refuses
     BackendProbe p;
-    UniqueFD uffd(static_cast<int>(
-        ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
+    UniqueFD uffd(
+        static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
     if (!uffd.isValid()) {
         p.reason = errno == ENOSYS ? "kernel built without userfaultfd (CONFIG_USERFAULTFD)"
                                    : std::string("userfaultfd() refused: ") + std::strerror(errno) +
@@ -138,12 +139,12 @@ BackendProbe UffdWpBackend::probe()
     const uint64_t features = api.features & kWantedFeatures;
 
     // End-to-end self-test on our own memory: arm, write one page, scan.
-    UniqueFD self_uffd(static_cast<int>(
-        ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
+    UniqueFD self_uffd(
+        static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
     UniqueFD pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
     const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    void *mem = ::mmap(nullptr, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                       -1, 0);
+    void *mem =
+        ::mmap(nullptr, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (!self_uffd.isValid() || !pagemap.isValid() || mem == MAP_FAILED) {
         p.reason = std::string("self-test setup failed: ") + std::strerror(errno);
         if (mem != MAP_FAILED)
@@ -157,7 +158,7 @@ BackendProbe UffdWpBackend::probe()
     else if (int err = uffdRegisterWp(self_uffd.get(), base, base + 4 * page); err < 0)
         failure = std::string("UFFDIO_REGISTER (WP) failed: ") + std::strerror(-err);
     else {
-        static_cast<volatile char *>(mem)[0] = 1;  // written before arming
+        static_cast<volatile char *>(mem)[0] = 1; // written before arming
         PagemapScanner scanner(16);
         std::vector<PageRange> found;
         auto armed = collectWritten(scanner, pagemap.get(), base, base + 4 * page, false, found);
@@ -204,8 +205,7 @@ Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Target &target)
         return target_fd.takeError();
     if (*target_fd < 0) {
         int err = static_cast<int>(-*target_fd);
-        return makeError(err, "userfaultfd() inside pid " + pid + " failed: " +
-                                  std::strerror(err) +
+        return makeError(err, "userfaultfd() inside pid " + pid + " failed: " + std::strerror(err) +
                                   (err == EPERM || err == EACCES
                                        ? " (seccomp is suspended while oohd injects, so a "
                                          "security module's policy refused it)"
@@ -217,9 +217,9 @@ Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Target &target)
     // Whatever happened, the target must not keep its copy.
     auto closed = remote->call(SYS_close, static_cast<uint64_t>(*target_fd));
     auto released = remote->release();
-    auto stopped_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::steady_clock::now() - t0)
-                          .count();
+    auto stopped_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     if (!uffd.isValid())
         return Error::fromErrno(getfd_errno, "pidfd_getfd of the userfaultfd of pid " + pid);
     if (!closed)
@@ -239,9 +239,9 @@ Result<std::unique_ptr<Tracker>> UffdWpBackend::track(const Target &target)
     if (!maps)
         return maps.takeError();
 
-    auto tracker = std::make_unique<UffdWpTracker>(target.pid(), std::move(uffd),
-                                                   std::move(*pagemap), std::move(*maps),
-                                                   features_ & UFFD_FEATURE_EVENT_REMOVE);
+    auto tracker =
+        std::make_unique<UffdWpTracker>(target.pid(), std::move(uffd), std::move(*pagemap),
+                                        std::move(*maps), features_ & UFFD_FEATURE_EVENT_REMOVE);
     OOH_TRY(tracker->start());
     return std::unique_ptr<Tracker>(std::move(tracker));
 }

@@ -16,7 +16,7 @@ public:
     Result<std::unique_ptr<Tracker>> track(const Target &target) override;
 
 private:
-    uint64_t features_ = 0;  // the uffd features the probe found
+    uint64_t features_ = 0; // the uffd features the probe found
 };
 
 } // namespace ooh

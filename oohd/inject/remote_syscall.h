@@ -43,8 +43,8 @@ public:
 
     // Runs syscall `nr`; the value is the syscall's return (which may be a
     // negative errno: that is the target's answer, not an injection error).
-    Result<long> call(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
-                      uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0);
+    Result<long> call(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+                      uint64_t a4 = 0, uint64_t a5 = 0);
 
     // Restores the thread and detaches. Called by the destructor if needed.
     Result<void> release();
@@ -63,7 +63,7 @@ private:
     std::chrono::milliseconds timeout_;
     arch::Regs saved_regs_{};
     bool released_ = false;
-    bool injected_ = false;  // regs were changed: restore before detach
+    bool injected_ = false; // regs were changed: restore before detach
 };
 
 // Finds the address of a syscall instruction in one of the target's

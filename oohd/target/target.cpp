@@ -51,8 +51,10 @@ Error openFailure(int err, const std::string &what)
     if (err == EMFILE) {
         struct rlimit nofile = {};
         ::getrlimit(RLIMIT_NOFILE, &nofile);
-        return makeError(EMFILE, what + ": oohd is out of file descriptors (its RLIMIT_NOFILE "
-                                     "is " + std::to_string(nofile.rlim_cur) +
+        return makeError(EMFILE, what +
+                                     ": oohd is out of file descriptors (its RLIMIT_NOFILE "
+                                     "is " +
+                                     std::to_string(nofile.rlim_cur) +
                                      "); untrack some processes or raise the limit "
                                      "(LimitNOFILE= in oohd.service)");
     }
@@ -120,10 +122,7 @@ Result<Target> Target::adopt(UniqueFD pidfd, pid_t pid)
     return Target(std::move(h));
 }
 
-bool Target::isAlive() const
-{
-    return h_ && pidfdAlive(h_->pidfd.get());
-}
+bool Target::isAlive() const { return h_ && pidfdAlive(h_->pidfd.get()); }
 
 Error Target::exited(const char *when) const
 {
@@ -189,10 +188,7 @@ bool Target::hasThread(pid_t tid) const
     return h_ && ::faccessat(h_->dir.get(), ("task/" + std::to_string(tid)).c_str(), F_OK, 0) == 0;
 }
 
-char Target::threadState(pid_t tid) const
-{
-    return h_ ? threadStateAt(h_->dir.get(), tid) : '?';
-}
+char Target::threadState(pid_t tid) const { return h_ ? threadStateAt(h_->dir.get(), tid) : '?'; }
 
 long Target::threadStatusNumber(pid_t tid, std::string_view key) const
 {

@@ -13,14 +13,14 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 #include <sys/types.h>
+#include <vector>
 
 namespace ooh {
 
 class Target {
 public:
-    Target() = default;  // an empty handle; see open()
+    Target() = default; // an empty handle; see open()
 
     // Opens the process that has `pid` now: ESRCH, naming the pid, if there
     // is none or it exits while being opened.

@@ -101,7 +101,8 @@ Error seccompRefusal(pid_t pid, pid_t tid, long mode, const std::string &why)
 {
     return makeError(EPERM, threadOf(tid, pid) + " runs under " + seccompModeName(mode) +
                                 "; oohd cannot suspend seccomp while it injects its syscalls "
-                                "(PTRACE_O_SUSPEND_SECCOMP: " + why +
+                                "(PTRACE_O_SUSPEND_SECCOMP: " +
+                                why +
                                 "), so it leaves the process alone. Run oohd as root (with "
                                 "CAP_SYS_ADMIN, outside seccomp and user namespaces) to track it");
 }
@@ -200,13 +201,12 @@ Result<int> Tracee::waitStop(StopClock::time_point deadline, const char *what)
             return st.takeError();
         if (*st) {
             if (!attached_)
-                return makeError(ESRCH, threadOf(tid_, pid_) + " exited while waiting for " +
-                                            what);
+                return makeError(ESRCH, threadOf(tid_, pid_) + " exited while waiting for " + what);
             return **st;
         }
         if (StopClock::now() > deadline)
-            return makeError(ETIMEDOUT, threadOf(tid_, pid_) + " did not reach " + what +
-                                            " in time");
+            return makeError(ETIMEDOUT,
+                             threadOf(tid_, pid_) + " did not reach " + what + " in time");
         std::this_thread::sleep_for(pause);
         pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(5));
     }
@@ -216,9 +216,9 @@ Result<void> Tracee::resume(int request, int sig)
 {
     if (::ptrace(static_cast<__ptrace_request>(request), tid_, nullptr,
                  reinterpret_cast<void *>(static_cast<long>(sig))) < 0)
-        return Error::fromErrno(errno, std::string(request == PTRACE_SYSCALL ? "PTRACE_SYSCALL"
-                                                                             : "PTRACE_CONT") +
-                                           " of " + threadOf(tid_, pid_));
+        return Error::fromErrno(
+            errno, std::string(request == PTRACE_SYSCALL ? "PTRACE_SYSCALL" : "PTRACE_CONT") +
+                       " of " + threadOf(tid_, pid_));
     running_ = true;
     return {};
 }
@@ -282,7 +282,7 @@ size_t reapStrayTracees()
         int status = 0;
         pid_t r = ::waitpid(s.tid, &status, __WALL | WNOHANG);
         if (r == 0)
-            return false;  // still running
+            return false; // still running
         if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status))
             return true;
         if (s.restore_mask)
@@ -336,7 +336,7 @@ public:
         if (::ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD) < 0) {
             int err = errno;
             if (err == ESRCH)
-                return std::optional<Tracee>();  // exiting: writes nothing more
+                return std::optional<Tracee>(); // exiting: writes nothing more
             if (err == EPERM) {
                 const char state = target_.threadState(tid);
                 // An exiting thread refuses to be traced; it writes nothing
@@ -351,7 +351,7 @@ public:
                                                     "later");
                 if (tracer > 0 && options_.accept_stopped_by_other_tracer &&
                     (state == 't' || state == 'T'))
-                    return std::optional<Tracee>();  // held stopped by its tracer (CRIU)
+                    return std::optional<Tracee>(); // held stopped by its tracer (CRIU)
                 if (tracer > 0)
                     return makeError(EBUSY, "pid " + std::to_string(target_.pid()) +
                                                 " is already traced by pid " +
@@ -363,7 +363,7 @@ public:
         }
         Tracee t(tid, target_.pid());
         if (auto r = t.interrupt(); !r && r.error().code != ESRCH)
-            return r.takeError();  // ESRCH: exiting, which the wait sees
+            return r.takeError(); // ESRCH: exiting, which the wait sees
         return std::optional<Tracee>(std::move(t));
     }
 
@@ -406,8 +406,8 @@ public:
             }
             if (!progress) {
                 std::this_thread::sleep_for(pause);
-                pause = std::min<std::chrono::microseconds>(pause * 2,
-                                                            std::chrono::milliseconds(5));
+                pause =
+                    std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(5));
             }
         }
         // Held now, a thread's tid cannot be reused: it is the target's if
@@ -443,8 +443,8 @@ public:
     {
         if (StopClock::now() <= deadline_)
             return {};
-        return makeError(ETIMEDOUT, what + " (within " + duration(options_.timeout) +
-                                        "); try again later");
+        return makeError(ETIMEDOUT,
+                         what + " (within " + duration(options_.timeout) + "); try again later");
     }
 
 private:
@@ -540,7 +540,7 @@ Result<Tracee> stopOneThread(const Target &target, const StopOptions &options)
         OOH_TRY(request.awaitStops(one));
         if (one.empty()) {
             last = makeError(ESRCH, threadOf(tid, pid) + " exited while being stopped");
-            continue;  // try another
+            continue; // try another
         }
         OOH_TRY(request.suspendSeccomp(one.front()));
         return Result<Tracee>(std::move(one.front()));

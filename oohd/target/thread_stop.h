@@ -49,7 +49,7 @@ struct StopOptions {
 class Tracee {
 public:
     Tracee(Tracee &&other) noexcept;
-    Tracee &operator=(Tracee &&other) noexcept;  // releases what it held
+    Tracee &operator=(Tracee &&other) noexcept; // releases what it held
     Tracee(const Tracee &) = delete;
     ~Tracee();
 
@@ -84,13 +84,13 @@ private:
     Result<std::optional<int>> pollStop();
 
     pid_t tid_ = -1;
-    pid_t pid_ = -1;  // of its process, for messages
+    pid_t pid_ = -1; // of its process, for messages
     bool attached_ = false;
-    bool running_ = false;  // seized or resumed, not seen stopped since
+    bool running_ = false; // seized or resumed, not seen stopped since
     bool seccomp_suspended_ = false;
     bool mask_set_ = false;
     uint64_t saved_mask_ = 0;
-    int signal_stops_ = 0;  // signals passed on while waiting for a stop
+    int signal_stops_ = 0; // signals passed on while waiting for a stop
 };
 
 using StoppedThreads = std::vector<Tracee>;

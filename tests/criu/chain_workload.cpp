@@ -211,7 +211,7 @@ void onSignal(int sig)
 
 void forkChild()
 {
-    stopThread();  // no half-written thread page in the child's copy
+    stopThread(); // no half-written thread page in the child's copy
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");
@@ -219,7 +219,7 @@ void forkChild()
     }
     if (pid == 0) {
         g.isChild = true;
-        g.haveThread = false;  // only the forking thread exists in the child
+        g.haveThread = false; // only the forking thread exists in the child
         g.rng ^= 0x5555aaaa5555ull;
         writeFile("pid-child", std::to_string(getpid()) + "\n");
         return;
@@ -248,7 +248,8 @@ int main(int argc, char **argv)
         case 't': threadPages = std::strtoul(optarg, nullptr, 0); break;
         case 'o': g.opsPerTick = std::strtoul(optarg, nullptr, 0); break;
         default:
-            std::fprintf(stderr, "usage: %s --dir DIR [--pages N] [--thread-pages N] [--ops PER_MS]\n",
+            std::fprintf(stderr,
+                         "usage: %s --dir DIR [--pages N] [--thread-pages N] [--ops PER_MS]\n",
                          argv[0]);
             return c == 'h' ? 0 : 2;
         }
@@ -283,7 +284,7 @@ int main(int argc, char **argv)
     writeFile("pid-main", std::to_string(getpid()) + "\n");
 
     bool paused = false;
-    for (uint64_t n = 0;; ) {
+    for (uint64_t n = 0;;) {
         if (g_verify)
             verifyAndExit();
         if (g_pause) {

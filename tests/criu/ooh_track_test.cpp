@@ -33,10 +33,7 @@ std::vector<uint64_t> bitmapFor(const RangeSet &rs, uint64_t start, uint64_t end
     return bm;
 }
 
-bool bit(const std::vector<uint64_t> &bm, uint64_t n)
-{
-    return bm[n / 64] >> (n % 64) & 1;
-}
+bool bit(const std::vector<uint64_t> &bm, uint64_t n) { return bm[n / 64] >> (n % 64) & 1; }
 
 TEST(OohTrackRangeSet, AcceptsAscendingAndMergesAdjacent)
 {
@@ -66,10 +63,10 @@ TEST(OohTrackRangeSet, RejectsWhatCannotBeTrusted)
 TEST(OohTrackBitmap, TranslatesRangesInsideAndAcrossAVma)
 {
     RangeSet rs;
-    ASSERT_EQ(rs.add(0x10000, 0x12000), 0);  // before and into the VMA
-    ASSERT_EQ(rs.add(0x15000, 0x16000), 0);  // inside
-    ASSERT_EQ(rs.add(0x1f000, 0x30000), 0);  // last page and beyond
-    auto bm = bitmapFor(rs, 0x11000, 0x20000);  // 15 pages
+    ASSERT_EQ(rs.add(0x10000, 0x12000), 0);    // before and into the VMA
+    ASSERT_EQ(rs.add(0x15000, 0x16000), 0);    // inside
+    ASSERT_EQ(rs.add(0x1f000, 0x30000), 0);    // last page and beyond
+    auto bm = bitmapFor(rs, 0x11000, 0x20000); // 15 pages
     std::set<uint64_t> expect{0, 4, 14};
     for (uint64_t n = 0; n < 15; n++)
         EXPECT_EQ(bit(bm, n), expect.count(n) == 1) << "page " << n;
@@ -103,14 +100,14 @@ TEST(OohTrackBitmap, MatchesPerPageModel)
     std::mt19937_64 rng(42);
     for (int round = 0; round < 200; round++) {
         RangeSet rs;
-        std::set<uint64_t> written;  // page numbers
+        std::set<uint64_t> written; // page numbers
         uint64_t page = rng() % 8;
         while (page < 600) {
             uint64_t len = 1 + rng() % 70;
             ASSERT_EQ(rs.add(page * kPage, (page + len) * kPage), 0);
             for (uint64_t p = page; p < page + len; p++)
                 written.insert(p);
-            page += len + rng() % 90;  // gaps of 0 merge
+            page += len + rng() % 90; // gaps of 0 merge
         }
         uint64_t first = rng() % 500, last = first + 1 + rng() % 200;
         auto bm = bitmapFor(rs, first * kPage, last * kPage);

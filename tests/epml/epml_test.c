@@ -35,166 +35,171 @@
 #include <stdint.h>
 
 /* ---- memory layout (guest-physical = host-physical, identity EPT) ---- */
-#define MEM_END		0x04000000u	/* Bochs "megs: 64" */
-#define EPT4K_START	0x01000000u	/* 4 KiB EPT pages, dirty bits clear */
-#define EPT4K_PTS	3		/* 3 x 2 MiB */
-#define REGION_GPA	0x01000000u	/* pages the guest writes */
-#define REGION_GVA	0x40000000u	/* ... and where the guest sees them */
-#define REGION_PAGES	1024u
-#define GUEST_PT_GPA	0x01400000u	/* guest page table of the region */
+#define MEM_END	     0x04000000u /* Bochs "megs: 64" */
+#define EPT4K_START  0x01000000u /* 4 KiB EPT pages, dirty bits clear */
+#define EPT4K_PTS    3		 /* 3 x 2 MiB */
+#define REGION_GPA   0x01000000u /* pages the guest writes */
+#define REGION_GVA   0x40000000u /* ... and where the guest sees them */
+#define REGION_PAGES 1024u
+#define GUEST_PT_GPA 0x01400000u /* guest page table of the region */
 
-#define S_PAGES		600u		/* stock PML: more than 512 */
-#define E1_FIRST	600u
-#define E1_PAGES	300u		/* EPML: more than 256 */
-#define E2_FIRST	900u
-#define E2_PAGES	10u
-#define E2_SLOTS	4u
-#define E3_FIRST	910u
-#define E3_PAGES	5u
+#define S_PAGES	 600u /* stock PML: more than 512 */
+#define E1_FIRST 600u
+#define E1_PAGES 300u /* EPML: more than 256 */
+#define E2_FIRST 900u
+#define E2_PAGES 10u
+#define E2_SLOTS 4u
+#define E3_FIRST 910u
+#define E3_PAGES 5u
 
 /* ---- VMCS encodings (architectural) ---- */
-#define VMCS_GUEST_ES_SEL	0x0800
-#define VMCS_GUEST_INTR_STATUS	0x0810
-#define VMCS_GUEST_PML_INDEX	0x0812
-#define VMCS_HOST_ES_SEL	0x0c00
-#define VMCS_MSR_BITMAP		0x2004
-#define VMCS_PML_ADDRESS	0x200e
-#define VMCS_VAPIC_PAGE		0x2012
-#define VMCS_EPTP		0x201a
-#define VMCS_EOI_EXIT0		0x201c
-#define VMCS_VMREAD_BITMAP	0x2026
-#define VMCS_VMWRITE_BITMAP	0x2028
-#define VMCS_GUEST_PHYS_ADDR	0x2400
-#define VMCS_LINK_POINTER	0x2800
-#define VMCS_GUEST_DEBUGCTL	0x2802
-#define VMCS_PIN_CTLS		0x4000
-#define VMCS_PROC_CTLS		0x4002
-#define VMCS_EXCEPTION_BITMAP	0x4004
-#define VMCS_CR3_TARGET_COUNT	0x400a
-#define VMCS_EXIT_CTLS		0x400c
-#define VMCS_EXIT_MSR_STORE_CNT	0x400e
-#define VMCS_EXIT_MSR_LOAD_CNT	0x4010
-#define VMCS_ENTRY_CTLS		0x4012
-#define VMCS_ENTRY_MSR_LOAD_CNT	0x4014
-#define VMCS_ENTRY_INTR_INFO	0x4016
-#define VMCS_TPR_THRESHOLD	0x401c
-#define VMCS_PROC_CTLS2		0x401e
-#define VMCS_INSTR_ERROR	0x4400
-#define VMCS_EXIT_REASON	0x4402
-#define VMCS_EXIT_INSTR_LEN	0x440c
-#define VMCS_GUEST_ES_LIMIT	0x4800
-#define VMCS_GUEST_ES_AR	0x4814
-#define VMCS_GUEST_LDTR_AR	0x4820
-#define VMCS_GUEST_TR_AR	0x4822
-#define VMCS_GUEST_GDTR_LIMIT	0x4810
-#define VMCS_GUEST_IDTR_LIMIT	0x4812
+#define VMCS_GUEST_ES_SEL	    0x0800
+#define VMCS_GUEST_INTR_STATUS	    0x0810
+#define VMCS_GUEST_PML_INDEX	    0x0812
+#define VMCS_HOST_ES_SEL	    0x0c00
+#define VMCS_MSR_BITMAP		    0x2004
+#define VMCS_PML_ADDRESS	    0x200e
+#define VMCS_VAPIC_PAGE		    0x2012
+#define VMCS_EPTP		    0x201a
+#define VMCS_EOI_EXIT0		    0x201c
+#define VMCS_VMREAD_BITMAP	    0x2026
+#define VMCS_VMWRITE_BITMAP	    0x2028
+#define VMCS_GUEST_PHYS_ADDR	    0x2400
+#define VMCS_LINK_POINTER	    0x2800
+#define VMCS_GUEST_DEBUGCTL	    0x2802
+#define VMCS_PIN_CTLS		    0x4000
+#define VMCS_PROC_CTLS		    0x4002
+#define VMCS_EXCEPTION_BITMAP	    0x4004
+#define VMCS_CR3_TARGET_COUNT	    0x400a
+#define VMCS_EXIT_CTLS		    0x400c
+#define VMCS_EXIT_MSR_STORE_CNT	    0x400e
+#define VMCS_EXIT_MSR_LOAD_CNT	    0x4010
+#define VMCS_ENTRY_CTLS		    0x4012
+#define VMCS_ENTRY_MSR_LOAD_CNT	    0x4014
+#define VMCS_ENTRY_INTR_INFO	    0x4016
+#define VMCS_TPR_THRESHOLD	    0x401c
+#define VMCS_PROC_CTLS2		    0x401e
+#define VMCS_INSTR_ERROR	    0x4400
+#define VMCS_EXIT_REASON	    0x4402
+#define VMCS_EXIT_INSTR_LEN	    0x440c
+#define VMCS_GUEST_ES_LIMIT	    0x4800
+#define VMCS_GUEST_ES_AR	    0x4814
+#define VMCS_GUEST_LDTR_AR	    0x4820
+#define VMCS_GUEST_TR_AR	    0x4822
+#define VMCS_GUEST_GDTR_LIMIT	    0x4810
+#define VMCS_GUEST_IDTR_LIMIT	    0x4812
 #define VMCS_GUEST_INTERRUPTIBILITY 0x4824
-#define VMCS_GUEST_ACTIVITY	0x4826
-#define VMCS_GUEST_SYSENTER_CS	0x482a
-#define VMCS_HOST_SYSENTER_CS	0x4c00
-#define VMCS_CR0_MASK		0x6000
-#define VMCS_CR4_MASK		0x6002
-#define VMCS_CR0_SHADOW		0x6004
-#define VMCS_CR4_SHADOW		0x6006
-#define VMCS_EXIT_QUALIFICATION	0x6400
-#define VMCS_GUEST_LINEAR_ADDR	0x640a
-#define VMCS_GUEST_CR0		0x6800
-#define VMCS_GUEST_CR3		0x6802
-#define VMCS_GUEST_CR4		0x6804
-#define VMCS_GUEST_ES_BASE	0x6806
-#define VMCS_GUEST_LDTR_BASE	0x6812
-#define VMCS_GUEST_TR_BASE	0x6814
-#define VMCS_GUEST_GDTR_BASE	0x6816
-#define VMCS_GUEST_IDTR_BASE	0x6818
-#define VMCS_GUEST_DR7		0x681a
-#define VMCS_GUEST_RSP		0x681c
-#define VMCS_GUEST_RIP		0x681e
-#define VMCS_GUEST_RFLAGS	0x6820
-#define VMCS_GUEST_PENDING_DBG	0x6822
-#define VMCS_GUEST_SYSENTER_ESP	0x6824
-#define VMCS_GUEST_SYSENTER_EIP	0x6826
-#define VMCS_HOST_CR0		0x6c00
-#define VMCS_HOST_CR3		0x6c02
-#define VMCS_HOST_CR4		0x6c04
-#define VMCS_HOST_FS_BASE	0x6c06
-#define VMCS_HOST_GS_BASE	0x6c08
-#define VMCS_HOST_TR_BASE	0x6c0a
-#define VMCS_HOST_GDTR_BASE	0x6c0c
-#define VMCS_HOST_IDTR_BASE	0x6c0e
-#define VMCS_HOST_SYSENTER_ESP	0x6c10
-#define VMCS_HOST_SYSENTER_EIP	0x6c12
-#define VMCS_HOST_RSP		0x6c14
-#define VMCS_HOST_RIP		0x6c16
+#define VMCS_GUEST_ACTIVITY	    0x4826
+#define VMCS_GUEST_SYSENTER_CS	    0x482a
+#define VMCS_HOST_SYSENTER_CS	    0x4c00
+#define VMCS_CR0_MASK		    0x6000
+#define VMCS_CR4_MASK		    0x6002
+#define VMCS_CR0_SHADOW		    0x6004
+#define VMCS_CR4_SHADOW		    0x6006
+#define VMCS_EXIT_QUALIFICATION	    0x6400
+#define VMCS_GUEST_LINEAR_ADDR	    0x640a
+#define VMCS_GUEST_CR0		    0x6800
+#define VMCS_GUEST_CR3		    0x6802
+#define VMCS_GUEST_CR4		    0x6804
+#define VMCS_GUEST_ES_BASE	    0x6806
+#define VMCS_GUEST_LDTR_BASE	    0x6812
+#define VMCS_GUEST_TR_BASE	    0x6814
+#define VMCS_GUEST_GDTR_BASE	    0x6816
+#define VMCS_GUEST_IDTR_BASE	    0x6818
+#define VMCS_GUEST_DR7		    0x681a
+#define VMCS_GUEST_RSP		    0x681c
+#define VMCS_GUEST_RIP		    0x681e
+#define VMCS_GUEST_RFLAGS	    0x6820
+#define VMCS_GUEST_PENDING_DBG	    0x6822
+#define VMCS_GUEST_SYSENTER_ESP	    0x6824
+#define VMCS_GUEST_SYSENTER_EIP	    0x6826
+#define VMCS_HOST_CR0		    0x6c00
+#define VMCS_HOST_CR3		    0x6c02
+#define VMCS_HOST_CR4		    0x6c04
+#define VMCS_HOST_FS_BASE	    0x6c06
+#define VMCS_HOST_GS_BASE	    0x6c08
+#define VMCS_HOST_TR_BASE	    0x6c0a
+#define VMCS_HOST_GDTR_BASE	    0x6c0c
+#define VMCS_HOST_IDTR_BASE	    0x6c0e
+#define VMCS_HOST_SYSENTER_ESP	    0x6c10
+#define VMCS_HOST_SYSENTER_EIP	    0x6c12
+#define VMCS_HOST_RSP		    0x6c14
+#define VMCS_HOST_RIP		    0x6c16
 
 /*
  * EPML (hypervisor/bochs/patches): outside the architectural ranges. The
  * control is the hypervisor's; the rest is the guest's, in its shadow VMCS.
  */
-#define VMCS_EPML_CONTROLS	0x402e
-#define VMCS_EPML_INDEX		0x081c
-#define VMCS_EPML_VECTOR	0x081e
-#define VMCS_EPML_ADDRESS	0x284a
-#define VMCS_EPML_OVERFLOW	0x284c
-#define EPML_ENTRIES		256u
-#define EPML_VEC_FULL		0x40
-#define EPML_VEC_OVERFLOW	0x41
+#define VMCS_EPML_CONTROLS 0x402e
+#define VMCS_EPML_INDEX	   0x081c
+#define VMCS_EPML_VECTOR   0x081e
+#define VMCS_EPML_ADDRESS  0x284a
+#define VMCS_EPML_OVERFLOW 0x284c
+#define EPML_ENTRIES	   256u
+#define EPML_VEC_FULL	   0x40
+#define EPML_VEC_OVERFLOW  0x41
 
-#define EXIT_EXTERNAL_INTR	1
-#define EXIT_TRIPLE_FAULT	2
-#define EXIT_VMCALL		18
-#define EXIT_EPT_VIOLATION	48
-#define EXIT_PML_FULL		62
+#define EXIT_EXTERNAL_INTR 1
+#define EXIT_TRIPLE_FAULT  2
+#define EXIT_VMCALL	   18
+#define EXIT_EPT_VIOLATION 48
+#define EXIT_PML_FULL	   62
 
-#define PIN_EXT_INTR_EXIT	(1u << 0)
-#define PROC_TPR_SHADOW		(1u << 21)
-#define PROC_MSR_BITMAPS	(1u << 28)
-#define PROC_SECONDARY		(1u << 31)
-#define PROC_CR3_LOAD_EXIT	(1u << 15)
-#define PROC_CR3_STORE_EXIT	(1u << 16)
-#define PROC2_EPT		(1u << 1)
-#define PROC2_X2APIC_MODE	(1u << 4)
-#define PROC2_VINTR_DELIVERY	(1u << 9)
-#define PROC2_VMCS_SHADOWING	(1u << 14)
-#define PROC2_PML		(1u << 17)
-#define EXIT_HOST_64		(1u << 9)
-#define ENTRY_IA32E		(1u << 9)
+#define PIN_EXT_INTR_EXIT    (1u << 0)
+#define PROC_TPR_SHADOW	     (1u << 21)
+#define PROC_MSR_BITMAPS     (1u << 28)
+#define PROC_SECONDARY	     (1u << 31)
+#define PROC_CR3_LOAD_EXIT   (1u << 15)
+#define PROC_CR3_STORE_EXIT  (1u << 16)
+#define PROC2_EPT	     (1u << 1)
+#define PROC2_X2APIC_MODE    (1u << 4)
+#define PROC2_VINTR_DELIVERY (1u << 9)
+#define PROC2_VMCS_SHADOWING (1u << 14)
+#define PROC2_PML	     (1u << 17)
+#define EXIT_HOST_64	     (1u << 9)
+#define ENTRY_IA32E	     (1u << 9)
 
-#define MSR_FEATURE_CONTROL	0x03a
-#define MSR_VMX_BASIC		0x480
-#define MSR_VMX_PINBASED	0x481
-#define MSR_VMX_PROCBASED	0x482
-#define MSR_VMX_EXIT		0x483
-#define MSR_VMX_ENTRY		0x484
-#define MSR_VMX_CR0_FIXED0	0x486
-#define MSR_VMX_CR0_FIXED1	0x487
-#define MSR_VMX_CR4_FIXED0	0x488
-#define MSR_VMX_CR4_FIXED1	0x489
-#define MSR_VMX_PROCBASED2	0x48b
-#define MSR_VMX_EPT_VPID_CAP	0x48c
-#define MSR_VMX_TRUE_PINBASED	0x48d
-#define MSR_VMX_TRUE_PROCBASED	0x48e
-#define MSR_VMX_TRUE_EXIT	0x48f
-#define MSR_VMX_TRUE_ENTRY	0x490
-#define MSR_X2APIC_EOI		0x80b
+#define MSR_FEATURE_CONTROL    0x03a
+#define MSR_VMX_BASIC	       0x480
+#define MSR_VMX_PINBASED       0x481
+#define MSR_VMX_PROCBASED      0x482
+#define MSR_VMX_EXIT	       0x483
+#define MSR_VMX_ENTRY	       0x484
+#define MSR_VMX_CR0_FIXED0     0x486
+#define MSR_VMX_CR0_FIXED1     0x487
+#define MSR_VMX_CR4_FIXED0     0x488
+#define MSR_VMX_CR4_FIXED1     0x489
+#define MSR_VMX_PROCBASED2     0x48b
+#define MSR_VMX_EPT_VPID_CAP   0x48c
+#define MSR_VMX_TRUE_PINBASED  0x48d
+#define MSR_VMX_TRUE_PROCBASED 0x48e
+#define MSR_VMX_TRUE_EXIT      0x48f
+#define MSR_VMX_TRUE_ENTRY     0x490
+#define MSR_X2APIC_EOI	       0x80b
 
-#define EPT_RWX			7ull
-#define EPT_WB			(6ull << 3)
-#define EPT_LARGE		(1ull << 7)
-#define EPT_ACCESSED		(1ull << 8)
-#define EPT_DIRTY		(1ull << 9)
+#define EPT_RWX	     7ull
+#define EPT_WB	     (6ull << 3)
+#define EPT_LARGE    (1ull << 7)
+#define EPT_ACCESSED (1ull << 8)
+#define EPT_DIRTY    (1ull << 9)
 
 enum vmcall_nr {
-	VMCALL_S1 = 1, VMCALL_S2, VMCALL_S3, VMCALL_E1, VMCALL_E2, VMCALL_E3,
+	VMCALL_S1 = 1,
+	VMCALL_S2,
+	VMCALL_S3,
+	VMCALL_E1,
+	VMCALL_E2,
+	VMCALL_E3,
 	VMCALL_DONE,
 };
 
-struct guest_regs {	/* pushal layout */
+struct guest_regs { /* pushal layout */
 	uint32_t edi, esi, ebp, esp, ebx, edx, ecx, eax;
 };
 
 struct epml_entry {
-	uint64_t gpa;	/* page | 1 (valid) */
-	uint64_t gva;	/* page */
+	uint64_t gpa; /* page | 1 (valid) */
+	uint64_t gva; /* page */
 };
 
 #define PAGE_ALIGNED __attribute__((aligned(4096)))
@@ -219,7 +224,10 @@ static uint8_t guest_stack[16384] PAGE_ALIGNED;
 static uint32_t tss[26] __attribute__((aligned(64)));
 
 extern uint64_t gdt[4];
-extern struct { uint16_t limit; uint32_t base; } __attribute__((packed)) gdt_desc;
+extern struct {
+	uint16_t limit;
+	uint32_t base;
+} __attribute__((packed)) gdt_desc;
 extern char host_stack_top[];
 extern void vmexit_entry(void);
 extern void guest_isr_full(void);
@@ -287,11 +295,23 @@ static void say(const char *fmt, ...)
 			continue;
 		}
 		switch (*++fmt) {
-		case 's': puts_e9(va_arg(ap, const char *)); break;
-		case 'u': put_uint(va_arg(ap, uint32_t), 10); break;
-		case 'x': puts_e9("0x"); put_uint(va_arg(ap, uint32_t), 16); break;
-		case 'c': putc_e9((char)va_arg(ap, int)); break;
-		default: putc_e9('%'); putc_e9(*fmt); break;
+		case 's':
+			puts_e9(va_arg(ap, const char *));
+			break;
+		case 'u':
+			put_uint(va_arg(ap, uint32_t), 10);
+			break;
+		case 'x':
+			puts_e9("0x");
+			put_uint(va_arg(ap, uint32_t), 16);
+			break;
+		case 'c':
+			putc_e9((char)va_arg(ap, int));
+			break;
+		default:
+			putc_e9('%');
+			putc_e9(*fmt);
+			break;
 		}
 	}
 	putc_e9('\n');
@@ -342,7 +362,12 @@ static inline void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b, uint32_t *c, u
 	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
 }
 
-#define READ_CR(n) ({ uint32_t _v; __asm__ volatile("mov %%cr" #n ", %0" : "=r"(_v)); _v; })
+#define READ_CR(n)                                                                                 \
+	({                                                                                         \
+		uint32_t _v;                                                                       \
+		__asm__ volatile("mov %%cr" #n ", %0" : "=r"(_v));                                 \
+		_v;                                                                                \
+	})
 #define WRITE_CR(n, v) __asm__ volatile("mov %0, %%cr" #n : : "r"((uint32_t)(v)) : "memory")
 
 /* VMX instructions; return true on VMfail. */
@@ -374,7 +399,10 @@ static inline bool vmwrite(uint32_t enc, uint32_t val)
 {
 	uint8_t err;
 
-	__asm__ volatile("vmwrite %2, %1; setna %0" : "=qm"(err) : "r"(enc), "rm"(val) : "cc", "memory");
+	__asm__ volatile("vmwrite %2, %1; setna %0"
+			 : "=qm"(err)
+			 : "r"(enc), "rm"(val)
+			 : "cc", "memory");
 	return err;
 }
 
@@ -383,7 +411,10 @@ static inline bool vmread(uint32_t enc, uint32_t *val)
 	uint8_t err;
 	uint32_t v = 0;
 
-	__asm__ volatile("vmread %2, %1; setna %0" : "=qm"(err), "=r"(v) : "r"(enc) : "cc", "memory");
+	__asm__ volatile("vmread %2, %1; setna %0"
+			 : "=qm"(err), "=r"(v)
+			 : "r"(enc)
+			 : "cc", "memory");
 	*val = v;
 	return err;
 }
@@ -416,10 +447,15 @@ static void vmw64(uint32_t enc, uint64_t val)
 
 static void invept_all(void)
 {
-	struct { uint64_t eptp, zero; } desc = { eptp, 0 };
+	struct {
+		uint64_t eptp, zero;
+	} desc = {eptp, 0};
 	uint8_t err;
 
-	__asm__ volatile("invept %1, %2; setna %0" : "=qm"(err) : "m"(desc), "r"(invept_type) : "cc", "memory");
+	__asm__ volatile("invept %1, %2; setna %0"
+			 : "=qm"(err)
+			 : "m"(desc), "r"(invept_type)
+			 : "cc", "memory");
 	if (err)
 		fatal("INVEPT failed", invept_type);
 }
@@ -681,7 +717,8 @@ static uint32_t handle_vmcall(uint32_t nr)
 		      "pml: after re-arming, read-then-write pages are logged once again");
 		pml_count = 0;
 		if (!epml_supported) {
-			say("[SKIP] epml: this CPU has no Extended PML (VMWRITE of its control fails)");
+			say("[SKIP] epml: this CPU has no Extended PML (VMWRITE of its control "
+			    "fails)");
 			n_skip++;
 			return 0;
 		}
@@ -690,17 +727,20 @@ static uint32_t handle_vmcall(uint32_t nr)
 		vmw(VMCS_EPML_CONTROLS, 1);
 		return 1;
 	case VMCALL_E1:
-		check(g_vmx_errors == 0, "epml: guest VMREAD/VMWRITE of its shadow-VMCS EPML fields succeed");
+		check(g_vmx_errors == 0,
+		      "epml: guest VMREAD/VMWRITE of its shadow-VMCS EPML fields succeed");
 		check(epml_log_matches(E1_FIRST, E1_PAGES),
 		      "epml: 300 writes logged as matching GVA/GPA pairs, each page once");
-		check(g_full_irqs == 1, "epml: the full buffer raised the guest's vector once, no VM exit");
+		check(g_full_irqs == 1,
+		      "epml: the full buffer raised the guest's vector once, no VM exit");
 		check(pml_log_matches(E1_FIRST, E1_PAGES, 1, &pt_seen),
 		      "epml: stock PML keeps logging each GPA once alongside EPML");
 		check(pt_seen == 1, "epml: page-walk writes reach stock PML but not the EPML log");
 		say("E1: %u full interrupts, %u log entries", g_full_irqs, g_log_count);
 		break;
 	case VMCALL_E2:
-		say("E2: index %x overflow %u interrupts %u", g_e2_index, g_e2_overflow, g_ovf_irqs);
+		say("E2: index %x overflow %u interrupts %u", g_e2_index, g_e2_overflow,
+		    g_ovf_irqs);
 		check(epml_log_matches(E2_FIRST, E2_SLOTS) && g_e2_index == 0xffff,
 		      "epml: a 4-slot buffer holds the first 4 writes");
 		check(g_e2_overflow == E2_PAGES - E2_SLOTS && g_ovf_irqs >= 1,
@@ -708,7 +748,8 @@ static uint32_t handle_vmcall(uint32_t nr)
 		break;
 	case VMCALL_E3:
 		check(pml_log_matches(E3_FIRST, E3_PAGES, 1, &pt_seen) &&
-		      g_e3_index == EPML_ENTRIES - 1 && g_e3_overflow == 0 && g_vmx_errors == 0,
+			      g_e3_index == EPML_ENTRIES - 1 && g_e3_overflow == 0 &&
+			      g_vmx_errors == 0,
 		      "epml: disarmed by the guest, nothing is logged; stock PML still is");
 		break;
 	case VMCALL_DONE:
@@ -794,30 +835,35 @@ static void setup_tables(void)
 		uint32_t base = i << 21;
 
 		if (base >= EPT4K_START && base < EPT4K_START + EPT4K_PTS * 0x200000u)
-			ept_pd[i] = (uint32_t)(uintptr_t)ept_pt[(base - EPT4K_START) >> 21] | EPT_RWX;
+			ept_pd[i] =
+				(uint32_t)(uintptr_t)ept_pt[(base - EPT4K_START) >> 21] | EPT_RWX;
 		else
 			ept_pd[i] = base | EPT_RWX | EPT_WB | EPT_LARGE | EPT_ACCESSED | EPT_DIRTY;
 	}
 	for (i = 0; i < EPT4K_PTS * 512; i++)
-		ept_pt[i / 512][i % 512] = (EPT4K_START + i * 4096u) | EPT_RWX | EPT_WB | EPT_ACCESSED;
+		ept_pt[i / 512][i % 512] =
+			(EPT4K_START + i * 4096u) | EPT_RWX | EPT_WB | EPT_ACCESSED;
 	eptp = (uint32_t)(uintptr_t)ept_pml4 | 6 | (3 << 3) | (1 << 6);
 
 	/* Guest IDT: the two EPML vectors. */
-	guest_idt[EPML_VEC_FULL] = ((uint64_t)((uint32_t)(uintptr_t)guest_isr_full & 0xffff0000u) << 32) |
+	guest_idt[EPML_VEC_FULL] =
+		((uint64_t)((uint32_t)(uintptr_t)guest_isr_full & 0xffff0000u) << 32) |
 		(0x8e00ull << 32) | (0x08u << 16) | ((uint32_t)(uintptr_t)guest_isr_full & 0xffff);
-	guest_idt[EPML_VEC_OVERFLOW] = ((uint64_t)((uint32_t)(uintptr_t)guest_isr_overflow & 0xffff0000u) << 32) |
-		(0x8e00ull << 32) | (0x08u << 16) | ((uint32_t)(uintptr_t)guest_isr_overflow & 0xffff);
+	guest_idt[EPML_VEC_OVERFLOW] =
+		((uint64_t)((uint32_t)(uintptr_t)guest_isr_overflow & 0xffff0000u) << 32) |
+		(0x8e00ull << 32) | (0x08u << 16) |
+		((uint32_t)(uintptr_t)guest_isr_overflow & 0xffff);
 
 	/* Guest VMREAD/VMWRITE reach the shadow VMCS only for EPML fields. */
 	for (i = 0; i < 4096; i++)
 		vmread_bitmap[i] = vmwrite_bitmap[i] = 0xff;
 	static const uint16_t epml_fields[] = {
-		VMCS_EPML_INDEX, VMCS_EPML_VECTOR, VMCS_EPML_ADDRESS, VMCS_EPML_ADDRESS + 1,
-		VMCS_EPML_OVERFLOW, VMCS_EPML_OVERFLOW + 1,
+		VMCS_EPML_INDEX,       VMCS_EPML_VECTOR,   VMCS_EPML_ADDRESS,
+		VMCS_EPML_ADDRESS + 1, VMCS_EPML_OVERFLOW, VMCS_EPML_OVERFLOW + 1,
 	};
 	for (i = 0; i < sizeof(epml_fields) / sizeof(epml_fields[0]); i++) {
-		vmread_bitmap[epml_fields[i] >> 3] &= (uint8_t)~(1u << (epml_fields[i] & 7));
-		vmwrite_bitmap[epml_fields[i] >> 3] &= (uint8_t)~(1u << (epml_fields[i] & 7));
+		vmread_bitmap[epml_fields[i] >> 3] &= (uint8_t) ~(1u << (epml_fields[i] & 7));
+		vmwrite_bitmap[epml_fields[i] >> 3] &= (uint8_t) ~(1u << (epml_fields[i] & 7));
 	}
 }
 
@@ -826,14 +872,20 @@ static void setup_vmcs(uint32_t revision, bool true_ctls)
 	uint32_t cr0 = READ_CR(0), cr3 = READ_CR(3), cr4 = READ_CR(4);
 	uint32_t pin, proc, proc2, exit_ctls, entry_ctls, i;
 
-	pin = vmx_ctl(true_ctls ? MSR_VMX_TRUE_PINBASED : MSR_VMX_PINBASED, PIN_EXT_INTR_EXIT, "pin");
+	pin = vmx_ctl(true_ctls ? MSR_VMX_TRUE_PINBASED : MSR_VMX_PINBASED, PIN_EXT_INTR_EXIT,
+		      "pin");
 	proc = vmx_ctl(true_ctls ? MSR_VMX_TRUE_PROCBASED : MSR_VMX_PROCBASED,
 		       PROC_TPR_SHADOW | PROC_MSR_BITMAPS | PROC_SECONDARY, "proc");
-	proc &= ~(PROC_CR3_LOAD_EXIT | PROC_CR3_STORE_EXIT) | (uint32_t)rdmsr(true_ctls ? MSR_VMX_TRUE_PROCBASED : MSR_VMX_PROCBASED);
-	proc2 = vmx_ctl(MSR_VMX_PROCBASED2, PROC2_EPT | PROC2_X2APIC_MODE | PROC2_VINTR_DELIVERY |
-			PROC2_VMCS_SHADOWING | PROC2_PML, "proc2");
-	exit_ctls = vmx_ctl(true_ctls ? MSR_VMX_TRUE_EXIT : MSR_VMX_EXIT, 0, "exit") & ~EXIT_HOST_64;
-	entry_ctls = vmx_ctl(true_ctls ? MSR_VMX_TRUE_ENTRY : MSR_VMX_ENTRY, 0, "entry") & ~ENTRY_IA32E;
+	proc &= ~(PROC_CR3_LOAD_EXIT | PROC_CR3_STORE_EXIT) |
+		(uint32_t)rdmsr(true_ctls ? MSR_VMX_TRUE_PROCBASED : MSR_VMX_PROCBASED);
+	proc2 = vmx_ctl(MSR_VMX_PROCBASED2,
+			PROC2_EPT | PROC2_X2APIC_MODE | PROC2_VINTR_DELIVERY |
+				PROC2_VMCS_SHADOWING | PROC2_PML,
+			"proc2");
+	exit_ctls =
+		vmx_ctl(true_ctls ? MSR_VMX_TRUE_EXIT : MSR_VMX_EXIT, 0, "exit") & ~EXIT_HOST_64;
+	entry_ctls =
+		vmx_ctl(true_ctls ? MSR_VMX_TRUE_ENTRY : MSR_VMX_ENTRY, 0, "entry") & ~ENTRY_IA32E;
 
 	*(uint32_t *)shadow_vmcs = revision | 0x80000000u; /* shadow-VMCS indicator */
 
@@ -868,7 +920,7 @@ static void setup_vmcs(uint32_t revision, bool true_ctls)
 	vmw(VMCS_HOST_CR0, cr0);
 	vmw(VMCS_HOST_CR3, cr3);
 	vmw(VMCS_HOST_CR4, cr4);
-	for (i = 0; i < 7; i++)	/* ES CS SS DS FS GS TR */
+	for (i = 0; i < 7; i++) /* ES CS SS DS FS GS TR */
 		vmw(VMCS_HOST_ES_SEL + 2 * i, i == 1 ? 0x08 : i == 6 ? 0x18 : 0x10);
 	vmw(VMCS_HOST_FS_BASE, 0);
 	vmw(VMCS_HOST_GS_BASE, 0);
@@ -885,20 +937,20 @@ static void setup_vmcs(uint32_t revision, bool true_ctls)
 	vmw(VMCS_GUEST_CR0, cr0);
 	vmw(VMCS_GUEST_CR3, (uint32_t)(uintptr_t)guest_pd);
 	vmw(VMCS_GUEST_CR4, cr4);
-	for (i = 0; i < 6; i++) {	/* ES CS SS DS FS GS */
+	for (i = 0; i < 6; i++) { /* ES CS SS DS FS GS */
 		vmw(VMCS_GUEST_ES_SEL + 2 * i, i == 1 ? 0x08 : 0x10);
 		vmw(VMCS_GUEST_ES_BASE + 2 * i, 0);
 		vmw(VMCS_GUEST_ES_LIMIT + 2 * i, 0xffffffffu);
 		vmw(VMCS_GUEST_ES_AR + 2 * i, i == 1 ? 0xc09b : 0xc093);
 	}
-	vmw(VMCS_GUEST_ES_SEL + 12, 0);			/* LDTR */
+	vmw(VMCS_GUEST_ES_SEL + 12, 0); /* LDTR */
 	vmw(VMCS_GUEST_LDTR_BASE, 0);
 	vmw(VMCS_GUEST_ES_LIMIT + 12, 0);
-	vmw(VMCS_GUEST_LDTR_AR, 0x10000);		/* unusable */
-	vmw(VMCS_GUEST_ES_SEL + 14, 0x18);		/* TR */
+	vmw(VMCS_GUEST_LDTR_AR, 0x10000);  /* unusable */
+	vmw(VMCS_GUEST_ES_SEL + 14, 0x18); /* TR */
 	vmw(VMCS_GUEST_TR_BASE, (uint32_t)(uintptr_t)tss);
 	vmw(VMCS_GUEST_ES_LIMIT + 14, sizeof(tss) - 1);
-	vmw(VMCS_GUEST_TR_AR, 0x8b);			/* busy 32-bit TSS */
+	vmw(VMCS_GUEST_TR_AR, 0x8b); /* busy 32-bit TSS */
 	vmw(VMCS_GUEST_GDTR_BASE, (uint32_t)(uintptr_t)gdt);
 	vmw(VMCS_GUEST_GDTR_LIMIT, gdt_desc.limit);
 	vmw(VMCS_GUEST_IDTR_BASE, (uint32_t)(uintptr_t)guest_idt);
@@ -934,8 +986,8 @@ void kmain(void)
 
 	setup_tables();
 	WRITE_CR(3, (uint32_t)(uintptr_t)host_pd);
-	WRITE_CR(4, READ_CR(4) | (1u << 4));		/* PSE */
-	WRITE_CR(0, READ_CR(0) | 0x80000000u);		/* PG */
+	WRITE_CR(4, READ_CR(4) | (1u << 4));   /* PSE */
+	WRITE_CR(0, READ_CR(0) | 0x80000000u); /* PG */
 
 	fc = rdmsr(MSR_FEATURE_CONTROL);
 	if (!(fc & 1))
@@ -943,9 +995,10 @@ void kmain(void)
 	else if (!(fc & 4))
 		fatal("VMX disabled by IA32_FEATURE_CONTROL", (uint32_t)fc);
 
-	WRITE_CR(0, (READ_CR(0) | (uint32_t)rdmsr(MSR_VMX_CR0_FIXED0)) & (uint32_t)rdmsr(MSR_VMX_CR0_FIXED1));
+	WRITE_CR(0, (READ_CR(0) | (uint32_t)rdmsr(MSR_VMX_CR0_FIXED0)) &
+			    (uint32_t)rdmsr(MSR_VMX_CR0_FIXED1));
 	WRITE_CR(4, ((READ_CR(4) | (1u << 13)) | (uint32_t)rdmsr(MSR_VMX_CR4_FIXED0)) &
-		 (uint32_t)rdmsr(MSR_VMX_CR4_FIXED1));
+			    (uint32_t)rdmsr(MSR_VMX_CR4_FIXED1));
 
 	basic = rdmsr(MSR_VMX_BASIC);
 	ept_cap = rdmsr(MSR_VMX_EPT_VPID_CAP);

@@ -14,6 +14,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     auto again = ooh::wire::encode(*msg);
     if (!again && size <= ooh::wire::kMaxMessageBytes / 2)
-        std::abort();  // accepted input that cannot be re-encoded
+        std::abort(); // accepted input that cannot be re-encoded
     return 0;
 }

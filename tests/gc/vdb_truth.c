@@ -32,9 +32,9 @@ struct hblk;
 void GC_read_dirty(int output_unneeded);
 int GC_page_was_dirty(struct hblk *h);
 
-#define NOBJ 32
+#define NOBJ	  32
 #define OBJ_PAGES 16
-#define NTHREADS 4
+#define NTHREADS  4
 #define BIG_PAGES 4096
 
 static size_t page;

@@ -23,7 +23,7 @@ static void expect(const char *what, size_t got, size_t want)
 }
 
 #define OFF(type, field, want) expect(#type "." #field, offsetof(struct type, field), want)
-#define SIZE(type, want) expect("sizeof " #type, sizeof(struct type), want)
+#define SIZE(type, want)       expect("sizeof " #type, sizeof(struct type), want)
 
 int main(void)
 {
@@ -41,8 +41,8 @@ int main(void)
 	OFF(ooh_spml_ring_header, tag, 20);
 	OFF(ooh_spml_ring_header, overflow, 24);
 	OFF(ooh_spml_ring_header, logged, 32);
-	OFF(ooh_spml_ring_header, prod, 64);	/* own cache line */
-	OFF(ooh_spml_ring_header, cons, 128);	/* own cache line */
+	OFF(ooh_spml_ring_header, prod, 64);  /* own cache line */
+	OFF(ooh_spml_ring_header, cons, 128); /* own cache line */
 
 	SIZE(ooh_spml_op, 48);
 	OFF(ooh_spml_op, magic, 0);

@@ -7,11 +7,11 @@
 #include "server_harness.h"
 #include "test_support.h"
 
-#include <gtest/gtest.h>
 #include <chrono>
-#include <thread>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 namespace ooh {
@@ -32,18 +32,13 @@ wire::Envelope request(uint64_t id, int32_t pid, char kind, uint64_t start_time 
     wire::Envelope e;
     e.set_request_id(id);
     switch (kind) {
-    case 't':
-        e.mutable_track()->set_pid(pid);
-        break;
+    case 't': e.mutable_track()->set_pid(pid); break;
     case 'c':
         e.mutable_collect()->set_pid(pid);
         e.mutable_collect()->set_start_time(start_time);
         break;
-    case 'u':
-        e.mutable_untrack()->set_pid(pid);
-        break;
-    default:
-        e.mutable_stats()->set_pid(pid);
+    case 'u': e.mutable_untrack()->set_pid(pid); break;
+    default: e.mutable_stats()->set_pid(pid);
     }
     return e;
 }
@@ -83,8 +78,8 @@ TEST_F(DaemonTest, ExitedTargetAndPidReuse)
     auto c = h.connect(kRoot);
     h.start();
     ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
-    auto target = std::make_unique<ChildProcess>(
-        std::vector<std::string>{targetPath(), "sleep", "100000"});
+    auto target =
+        std::make_unique<ChildProcess>(std::vector<std::string>{targetPath(), "sleep", "100000"});
     std::string ready;
     ASSERT_TRUE(target->readLine(&ready));
     pid_t pid = target->pid();
@@ -108,7 +103,7 @@ TEST_F(DaemonTest, ExitedTargetAndPidReuse)
     ASSERT_TRUE(r.has_error());
     EXPECT_EQ(r.error().errno_code(), ESRCH);
 
-    target.reset();  // SIGKILL + reap
+    target.reset(); // SIGKILL + reap
     ::usleep(50000);
     r = roundTrip(c.get(), request(6, pid, 'c', start_time));
     ASSERT_TRUE(r.has_error()) << r.DebugString();
@@ -206,9 +201,9 @@ TEST_F(DaemonTest, LargeSetIsChunked)
     if (child == 0) {
         ::close(go[1]);
         ::close(back[0]);
-        auto *region = static_cast<volatile char *>(::mmap(nullptr, 2 * written * page,
-                                                           PROT_READ | PROT_WRITE,
-                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        auto *region =
+            static_cast<volatile char *>(::mmap(nullptr, 2 * written * page, PROT_READ | PROT_WRITE,
+                                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
         char c = 0;
         if (region == MAP_FAILED || ::write(back[1], &c, 1) != 1 || ::read(go[0], &c, 1) != 1)
             ::_exit(1);
@@ -217,7 +212,7 @@ TEST_F(DaemonTest, LargeSetIsChunked)
         uint64_t base = reinterpret_cast<uintptr_t>(region);
         if (::write(back[1], &base, sizeof(base)) != sizeof(base))
             ::_exit(1);
-        ::read(go[0], &c, 1);  // until the test closes it
+        ::read(go[0], &c, 1); // until the test closes it
         ::_exit(0);
     }
     ::close(go[0]);
@@ -278,7 +273,7 @@ TEST_F(DaemonTest, UnstoppableTargetHoldsUpNoOtherClient)
     std::string ready;
     ASSERT_TRUE(plain.readLine(&ready));
     ASSERT_TRUE(stuck.readLine(&ready));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // in vfork() now
+    std::this_thread::sleep_for(std::chrono::milliseconds(100)); // in vfork() now
 
     ServerHarness h(makeBackends());
     auto a = h.connect(kRoot);
@@ -289,7 +284,7 @@ TEST_F(DaemonTest, UnstoppableTargetHoldsUpNoOtherClient)
 
     const auto asked = Clock::now();
     ASSERT_TRUE(wire::sendMessage(a.get(), request(2, stuck.pid(), 't')));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its worker waits now
+    std::this_thread::sleep_for(std::chrono::milliseconds(100)); // its worker waits now
 
     auto t0 = Clock::now();
     auto r = roundTrip(b.get(), test::backendsRequest(3));
@@ -307,8 +302,9 @@ TEST_F(DaemonTest, UnstoppableTargetHoldsUpNoOtherClient)
     EXPECT_LT(backends_ms.count(), 100);
     EXPECT_LT(track_ms.count(), 100);
     EXPECT_LT(collect_ms.count(), 100);
-    std::fprintf(stderr, "while a track waited for a vfork() parent: backends %lld ms, track "
-                         "%lld ms, collect %lld ms\n",
+    std::fprintf(stderr,
+                 "while a track waited for a vfork() parent: backends %lld ms, track "
+                 "%lld ms, collect %lld ms\n",
                  static_cast<long long>(backends_ms.count()),
                  static_cast<long long>(track_ms.count()),
                  static_cast<long long>(collect_ms.count()));

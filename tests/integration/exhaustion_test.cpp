@@ -2,8 +2,8 @@
 // oohd against a local user who tries to exhaust it: file descriptors passed
 // in excess, connections held open by other uids, clients that never say
 // Hello. Every fd a client passes is closed, and root is still served.
-#include "target.h"
 #include "server_harness.h"
+#include "target.h"
 #include "test_support.h"
 
 #include <chrono>
@@ -15,9 +15,9 @@
 #include <fstream>
 #include <grp.h>
 #include <gtest/gtest.h>
-#include <sys/resource.h>
-#include <sys/prctl.h>
 #include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -164,8 +164,7 @@ TEST_F(OohdUnderAttack, PassedFdsAreAllClosed)
     };
     std::vector<Case> cases = {
         {"Backends with two fds", backendsRequest(10), two, 300},
-        {"Track by pidfd with two pidfds", track_by_pidfd,
-         {pidfd.get(), pidfd.get()}, 20},
+        {"Track by pidfd with two pidfds", track_by_pidfd, {pidfd.get(), pidfd.get()}, 20},
         {"Track by pidfd with two fds that are not pidfds", track_by_pidfd, two, 50},
         {"Backends with 16 fds (truncated control data)", backendsRequest(11), many, 50},
         {"Track by pidfd with 16 fds (truncated control data)", track_by_pidfd, many, 50},
@@ -182,8 +181,8 @@ TEST_F(OohdUnderAttack, PassedFdsAreAllClosed)
             tracked += r->has_track_reply();
         }
         EXPECT_EQ(tracked, 0) << k.what << ": tracked with fds in excess";
-        EXPECT_EQ(countFds(daemon_), baseline) << "oohd kept fds after " << k.times << " x "
-                                               << k.what;
+        EXPECT_EQ(countFds(daemon_), baseline)
+            << "oohd kept fds after " << k.times << " x " << k.what;
     }
 
     // fds sent before the handshake, with a packet oohd cannot decode, and
@@ -220,7 +219,7 @@ TEST_F(OohdUnderAttack, PassedFdsAreAllClosed)
 TEST_F(OohdUnderAttack, RootIsServedWhileOtherUidsHoldEveryConnection)
 {
     ASSERT_NO_FATAL_FAILURE(startOohd());
-    constexpr int kUids = 20, kPerUid = 60;  // 1200 > 1024, under 64 per uid
+    constexpr int kUids = 20, kPerUid = 60; // 1200 > 1024, under 64 per uid
     std::vector<pid_t> holders;
     int report[2];
     ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
@@ -255,8 +254,8 @@ TEST_F(OohdUnderAttack, RootIsServedWhileOtherUidsHoldEveryConnection)
     auto t0 = std::chrono::steady_clock::now();
     auto root = connectTo(socket_);
     auto greeting = root.isValid() ? greet(root.get()) : wire::Envelope{};
-    auto answer = greeting.has_hello_reply() ? roundTrip(root.get(), backendsRequest(2))
-                                             : wire::Envelope{};
+    auto answer =
+        greeting.has_hello_reply() ? roundTrip(root.get(), backendsRequest(2)) : wire::Envelope{};
     auto waited = std::chrono::steady_clock::now() - t0;
     int fds = countFds(daemon_);
     for (pid_t p : holders) {
@@ -349,7 +348,7 @@ TEST_F(OohdUnderAttack, OneUidTracksAtMostItsShareOfProcesses)
             }
             sleepers.push_back(s);
         }
-        ::usleep(100000);  // let them exec
+        ::usleep(100000); // let them exec
         auto c = connectTo(socket_);
         // [tracked, refused naming the uid, anything else], then the last
         // sleeper's pid for root to track.
@@ -417,15 +416,16 @@ TEST_F(OohdUnderAttack, OneUidTracksAtMostItsShareOfProcesses)
 // uid 65534 that the kernel protects from uid 65534 itself, tracked without
 // a proof and with the proof of a sibling it may trace.
 struct AccessAttempt {
-    int without_proof = -1;  // errno of the answer, 0 if tracked
+    int without_proof = -1; // errno of the answer, 0 if tracked
     int sibling_proof = -1;
-    int mem_open = -1;       // errno of opening the target's /proc/PID/mem
+    int mem_open = -1; // errno of opening the target's /proc/PID/mem
 };
 
 AccessAttempt tryToTrack(const std::string &socket, pid_t target, pid_t sibling)
 {
     AccessAttempt a;
-    UniqueFD mem(::open(("/proc/" + std::to_string(target) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFD mem(
+        ::open(("/proc/" + std::to_string(target) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
     a.mem_open = mem.isValid() ? 0 : errno;
     auto c = connectTo(socket);
     if (!c.isValid() || !greet(c.get()).has_hello_reply())
@@ -442,7 +442,8 @@ AccessAttempt tryToTrack(const std::string &socket, pid_t target, pid_t sibling)
     track.set_request_id(300);
     track.mutable_track()->set_pid(target);
     a.without_proof = answer(track, {});
-    UniqueFD other(::open(("/proc/" + std::to_string(sibling) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFD other(
+        ::open(("/proc/" + std::to_string(sibling) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
     track.set_request_id(301);
     track.mutable_track()->set_access_proof(true);
     a.sibling_proof = other.isValid() ? answer(track, {other.get()}) : -2;
@@ -532,8 +533,8 @@ TEST_F(OohdUnderAttack, ProcessHoldingCapabilitiesTheClientLacksIsRefused)
     AccessAttempt a = attemptAsNobody(socket_, target);
     ::kill(target, SIGKILL);
     ::waitpid(target, nullptr, 0);
-    ASSERT_NE(caps.find("0000000000200000"), std::string::npos) << "target lacks CAP_SYS_ADMIN: "
-                                                                << caps;
+    ASSERT_NE(caps.find("0000000000200000"), std::string::npos)
+        << "target lacks CAP_SYS_ADMIN: " << caps;
     EXPECT_NE(a.mem_open, 0) << "the kernel let uid 65534 open the mem of a process with more caps";
     EXPECT_EQ(a.without_proof, EPERM) << "tracked without a proof";
     EXPECT_EQ(a.sibling_proof, EPERM) << "tracked with another process's /proc/PID/mem";

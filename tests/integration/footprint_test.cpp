@@ -7,8 +7,8 @@
 #include "backend.h"
 #include "ground_truth.h"
 
-#include <fcntl.h>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -20,9 +20,9 @@ constexpr uint64_t kPresent = 1ULL << 63;
 constexpr uint64_t kSwapped = 1ULL << 62;
 
 struct Layout {
-    uint64_t reservation;   // 64 MiB PROT_NONE (glibc arenas look like this)
-    uint64_t sparse;        // 32 MiB read-write, pages 0 and 4096 touched
-    uint64_t file_private;  // 1 MiB MAP_PRIVATE memfd, page 0 read, page 1 written
+    uint64_t reservation;  // 64 MiB PROT_NONE (glibc arenas look like this)
+    uint64_t sparse;       // 32 MiB read-write, pages 0 and 4096 touched
+    uint64_t file_private; // 1 MiB MAP_PRIVATE memfd, page 0 read, page 1 written
 };
 constexpr uint64_t kReservationBytes = 64ULL << 20;
 constexpr uint64_t kSparseBytes = 32ULL << 20;
@@ -33,8 +33,8 @@ constexpr uint64_t kFileBytes = 1ULL << 20;
 {
     auto *reservation = static_cast<char *>(
         ::mmap(nullptr, kReservationBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    auto *sparse = static_cast<char *>(::mmap(nullptr, kSparseBytes, PROT_READ | PROT_WRITE,
-                                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto *sparse = static_cast<char *>(
+        ::mmap(nullptr, kSparseBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     int memfd = ::memfd_create("ooh-footprint", MFD_CLOEXEC);
     if (reservation == MAP_FAILED || sparse == MAP_FAILED || memfd < 0 ||
         ::ftruncate(memfd, kFileBytes) < 0)
@@ -53,8 +53,8 @@ constexpr uint64_t kFileBytes = 1ULL << 20;
         ::_exit(2);
     char cmd;
     while (::read(cmd_fd, &cmd, 1) == 1 && cmd == 'w') {
-        sparse[kPage] = 2;       // next to a touched page: same page table
-        file[2 * kPage] = 2;     // copy-on-write of a file page
+        sparse[kPage] = 2;   // next to a touched page: same page table
+        file[2 * kPage] = 2; // copy-on-write of a file page
         if (::write(ack_fd, &cmd, 1) != 1)
             ::_exit(2);
     }
@@ -69,7 +69,8 @@ struct Footprint {
 Footprint pagemapFootprint(pid_t pid, uint64_t start, uint64_t bytes)
 {
     Footprint f;
-    UniqueFD pm(::open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFD pm(
+        ::open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
     std::vector<uint64_t> entries(bytes / kPage);
     ssize_t want = static_cast<ssize_t>(entries.size() * 8);
     EXPECT_EQ(::pread(pm.get(), entries.data(), static_cast<size_t>(want),
@@ -150,7 +151,8 @@ TEST(TrackingFootprint, UnpopulatedPagesStayHoles)
 
     // Exactly the written pages, not the holes next to them.
     std::vector<PageRange> want_sparse{{l.sparse + kPage, l.sparse + 2 * kPage, false}};
-    std::vector<PageRange> want_file{{l.file_private + 2 * kPage, l.file_private + 3 * kPage, false}};
+    std::vector<PageRange> want_file{
+        {l.file_private + 2 * kPage, l.file_private + 3 * kPage, false}};
     EXPECT_EQ(clip(second, l.sparse, l.sparse + kSparseBytes), want_sparse);
     EXPECT_EQ(clip(second, l.file_private, l.file_private + kFileBytes), want_file);
     EXPECT_TRUE(clip(second, l.reservation, l.reservation + kReservationBytes).empty());

@@ -33,12 +33,12 @@ struct Tally {
     uint64_t wholesale_pages = 0;
     uint64_t allowed_wholesale_pages = 0;
     uint64_t rounds = 0;
-    std::vector<PageRange> last_discarded;  // the previous round's discards
+    std::vector<PageRange> last_discarded; // the previous round's discards
 };
 
 // One round: the writer works, then we collect and compare.
 inline void checkRound(ChildProcess &writer, uint64_t seed, const CollectFn &collect, Tally *tally,
-                const std::string &what)
+                       const std::string &what)
 {
     GroundTruth truth;
     ASSERT_TRUE(test::runWriterRound(writer, seed, &truth)) << what << ": writer failed";
@@ -55,8 +55,8 @@ inline void checkRound(ChildProcess &writer, uint64_t seed, const CollectFn &col
     // Over-reporting, the wholesale half: a tracker that reports every
     // mapping whole at every collect misses nothing and must fail here.
     auto bound = test::boundWholesale(*collected, truth, tally->last_discarded, kPage);
-    ASSERT_EQ(bound.outside_pages, 0u) << what << " round seed " << seed << ": "
-                                       << test::describe(bound);
+    ASSERT_EQ(bound.outside_pages, 0u)
+        << what << " round seed " << seed << ": " << test::describe(bound);
     tally->last_discarded = truth.discarded;
     tally->truth_pages += countPages(normalizeRanges(truth.written), kPage);
     tally->reported_pages += countPages(*collected, kPage);
@@ -68,9 +68,8 @@ inline void checkRound(ChildProcess &writer, uint64_t seed, const CollectFn &col
 inline void printTally(const std::string &what, const Tally &t)
 {
     double over = t.truth_pages ? double(t.reported_pages) / double(t.truth_pages) : 0;
-    double exact_over = t.truth_pages ? double(t.reported_pages - t.wholesale_pages) /
-                                             double(t.truth_pages)
-                                       : 0;
+    double exact_over =
+        t.truth_pages ? double(t.reported_pages - t.wholesale_pages) / double(t.truth_pages) : 0;
     // Wholesale pages are new, moved or grown mappings, discards and shared
     // mappings, reported whole by design (at most "allowed" of them); the
     // exact part shows the tracking itself.

@@ -8,10 +8,10 @@
 
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <sched.h>
 #include <sys/syscall.h>
-#include <filesystem>
 #include <sys/wait.h>
 
 namespace ooh {
@@ -104,8 +104,8 @@ void exactPagesThroughOohd(const std::string &socket, bool huge)
         auto first = collect();
         ASSERT_TRUE(first) << "first collect: " << first.error().message;
         std::string done;
-        std::string diff = test::runExactPages(
-            toucher, collect, test::hugeGranule(name, toucher.pageSize()), &done);
+        std::string diff = test::runExactPages(toucher, collect,
+                                               test::hugeGranule(name, toucher.pageSize()), &done);
         EXPECT_TRUE(diff.empty()) << name << " via oohd: " << diff;
         std::printf("[exact pages] %s via oohd%s: %s\n", name.c_str(), huge ? ", huge pages" : "",
                     done.c_str());
@@ -115,10 +115,7 @@ void exactPagesThroughOohd(const std::string &socket, bool huge)
         GTEST_SKIP() << "no backend available";
 }
 
-TEST_F(DaemonGroundTruth, ExactPagesThroughOohd)
-{
-    exactPagesThroughOohd(socket_, false);
-}
+TEST_F(DaemonGroundTruth, ExactPagesThroughOohd) { exactPagesThroughOohd(socket_, false); }
 
 TEST_F(DaemonGroundTruth, ExactPagesOfHugePagesThroughOohd)
 {
@@ -161,9 +158,9 @@ TEST_F(DaemonGroundTruth, TrackByPidfdFromAnotherPidNamespace)
     if (helper == 0) {
         if (::unshare(CLONE_NEWPID) < 0)
             ::_exit(3);
-        pid_t init = ::fork();  // pid 1 of the new namespace
+        pid_t init = ::fork(); // pid 1 of the new namespace
         if (init == 0) {
-            pid_t target = ::fork();  // pid 2
+            pid_t target = ::fork(); // pid 2
             if (target == 0) {
                 for (;;)
                     ::pause();
@@ -183,7 +180,7 @@ TEST_F(DaemonGroundTruth, TrackByPidfdFromAnotherPidNamespace)
             int32_t answer[2] = {static_cast<int32_t>(target), static_cast<int32_t>(tracked)};
             if (::write(pipefd[1], answer, sizeof(answer)) != sizeof(answer))
                 ::_exit(4);
-            ::sleep(2);  // keep the target alive while the test looks at it
+            ::sleep(2); // keep the target alive while the test looks at it
             ::kill(target, SIGKILL);
             ::_exit(0);
         }

@@ -37,8 +37,8 @@ protected:
         auto probe = b->probe();
         if (!probe.available)
             GTEST_SKIP() << "backend " << GetParam() << " unavailable: " << probe.reason;
-        fifo_dir_ = std::filesystem::temp_directory_path() /
-                    ("ooh-gt-" + std::to_string(::getpid()));
+        fifo_dir_ =
+            std::filesystem::temp_directory_path() / ("ooh-gt-" + std::to_string(::getpid()));
         std::filesystem::create_directories(fifo_dir_);
     }
     void TearDown() override { std::filesystem::remove_all(fifo_dir_); }
@@ -182,23 +182,17 @@ void GroundTruthTest::exactPages(bool huge)
     Tracked tracked;
     ASSERT_NO_FATAL_FAILURE(track(toucher.pid(), &tracked));
     std::string done;
-    std::string diff = test::runExactPages(toucher, tracked.pump->collector(),
-                                           test::hugeGranule(GetParam(), toucher.pageSize()),
-                                           &done);
+    std::string diff =
+        test::runExactPages(toucher, tracked.pump->collector(),
+                            test::hugeGranule(GetParam(), toucher.pageSize()), &done);
     EXPECT_TRUE(diff.empty()) << GetParam() << ": " << diff;
     std::printf("[exact pages] %s%s: %s\n", GetParam().c_str(), huge ? ", huge pages" : "",
                 done.c_str());
 }
 
-TEST_P(GroundTruthTest, ExactPages)
-{
-    exactPages(false);
-}
+TEST_P(GroundTruthTest, ExactPages) { exactPages(false); }
 
-TEST_P(GroundTruthTest, ExactPagesOfHugePages)
-{
-    exactPages(true);
-}
+TEST_P(GroundTruthTest, ExactPagesOfHugePages) { exactPages(true); }
 
 std::vector<std::string> backendNames()
 {

@@ -39,7 +39,7 @@ class SeccompTarget {
 public:
     explicit SeccompTarget(const char *mode) : child_({targetPath(), mode, "32"})
     {
-        std::signal(SIGPIPE, SIG_IGN);  // a command to a killed target fails, not us
+        std::signal(SIGPIPE, SIG_IGN); // a command to a killed target fails, not us
     }
 
     // False with the target's line in *skip if it could not enter the mode.
@@ -286,7 +286,7 @@ TEST_F(InjectTest, TargetBlockedInRead)
     ChildProcess c({targetPath(), "read"});
     std::string ready;
     ASSERT_TRUE(c.readLine(&ready));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it block
+    std::this_thread::sleep_for(std::chrono::milliseconds(20)); // let it block
     trackRepeatedly(c.pid(), 6);
     uint64_t acc = 1;
     for (uint64_t i = 0; i < 100; ++i) {

@@ -168,10 +168,10 @@ TEST_F(SelfAllocation, CollectAndDiscardNoticesAllocateNothing)
         g_calls = 0;
         g_counting = true;
         for (size_t p = 0; p < kPages; p += 2)
-            a[p * kPage] = 2;  // 1024 separate ranges: four batches
+            a[p * kPage] = 2; // 1024 separate ranges: four batches
         b[5 * kPage] = 2;
         f[3 * kPage] = 2;
-        const size_t discards = round == 0 ? 8 : 100;  // 100: past the fixed arrays
+        const size_t discards = round == 0 ? 8 : 100; // 100: past the fixed arrays
         for (size_t i = 0; i < discards; ++i)
             ::madvise(b + (100 + 2 * i) * kPage, kPage, MADV_DONTNEED);
         long pages = ooh_self_collect(self_, Seen::sink, &seen);

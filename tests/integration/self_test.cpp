@@ -113,7 +113,7 @@ TEST_F(SelfTracking, ReportsExactlyThePagesWritten)
 {
     uint8_t *m = map(1024);
     for (size_t p = 0; p < 1024; p += 3)
-        m[p * kPage] = 1;  // written before tracking: not reported
+        m[p * kPage] = 1; // written before tracking: not reported
     track(m, 1024);
     EXPECT_TRUE(collect().ranges.empty());
     std::set<uint64_t> want;
@@ -125,7 +125,7 @@ TEST_F(SelfTracking, ReportsExactlyThePagesWritten)
     EXPECT_EQ(c.exact(), want);
     EXPECT_EQ(c.pages, 5);
     EXPECT_TRUE(collect().ranges.empty()) << "a collect re-arms";
-    m[7 * kPage] = 3;  // a page written again after a collect
+    m[7 * kPage] = 3; // a page written again after a collect
     EXPECT_EQ(collect().exact(), std::set<uint64_t>{addr(m, 7)});
 }
 
@@ -199,8 +199,8 @@ TEST_F(SelfTracking, MovedMappingIsReportedWholeWhereItLands)
         res[p * kPage] = 1;
     track(res, 256);
     collect();
-    void *dst = ::mremap(res, 16 * kPage, 16 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED,
-                         res + 128 * kPage);
+    void *dst =
+        ::mremap(res, 16 * kPage, 16 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED, res + 128 * kPage);
     ASSERT_NE(dst, MAP_FAILED) << std::strerror(errno);
     auto c = collect();
     EXPECT_TRUE(c.wholly(addr(res, 128), addr(res, 144)));
@@ -282,10 +282,11 @@ TEST_F(SelfTracking, AForkedChildMustOpenItsOwn)
     ASSERT_GE(child, 0);
     if (child == 0) {
         int status = 0;
-        long r = ooh_self_collect(self_, [](void *, const ooh_range *, size_t) {}, nullptr);
+        long r = ooh_self_collect(
+            self_, [](void *, const ooh_range *, size_t) {}, nullptr);
         if (r != -ECHILD || !std::strstr(ooh_self_last_error(self_), "fork"))
             status |= 1;
-        ooh_self_close(self_);  // closes without touching the parent's state
+        ooh_self_close(self_); // closes without touching the parent's state
         ooh_self *mine = nullptr;
         if (ooh_self_open(&mine) != 0 || ooh_self_track(mine, m, 8 * kPage) != 0)
             status |= 2;
@@ -326,7 +327,7 @@ TEST_F(SelfTracking, GroundTruthOverManyRounds)
     track(res, kPages);
     collect();
     std::mt19937_64 rng(42);
-    size_t mapped_end = kPages / 2;  // [0, mapped_end) is mapped
+    size_t mapped_end = kPages / 2; // [0, mapped_end) is mapped
     uint64_t missed = 0, written_total = 0, exact_total = 0;
     for (int round = 0; round < 50; ++round) {
         std::vector<uint64_t> changed;

@@ -187,7 +187,7 @@ TEST(Target, MapsReadThroughAnExitedMainThreadAreAnError)
             for (;;)
                 ::pause();
         }).detach();
-        ::syscall(SYS_exit, 0);  // this thread only
+        ::syscall(SYS_exit, 0); // this thread only
     }
     auto t = Target::open(pid);
     ASSERT_TRUE(t) << t.error().message;
@@ -211,8 +211,8 @@ TEST(Target, AccessProofIsTheTargetsOwnMem)
     ASSERT_TRUE(t) << t.error().message;
     PeerCredentials user{1, 4242, 4242};
     auto open_proc = [](pid_t p, const char *name) {
-        return UniqueFD(::open(("/proc/" + std::to_string(p) + "/" + name).c_str(),
-                               O_RDONLY | O_CLOEXEC));
+        return UniqueFD(
+            ::open(("/proc/" + std::to_string(p) + "/" + name).c_str(), O_RDONLY | O_CLOEXEC));
     };
 
     EXPECT_TRUE(t->checkAccessProof(PeerCredentials{1, 0, 0}, UniqueFD()));
@@ -235,7 +235,4 @@ TEST(Target, AccessProofIsTheTargetsOwnMem)
 } // namespace
 } // namespace ooh
 
-int main(int argc, char **argv)
-{
-    return ooh::test::runRootTests(argc, argv, "the target tests");
-}
+int main(int argc, char **argv) { return ooh::test::runRootTests(argc, argv, "the target tests"); }

@@ -130,7 +130,7 @@ TEST(ThreadStop, ThreadsCreatedWhileStoppingAreStoppedToo)
         std::this_thread::sleep_for(20ms);
         auto stopped = stopAllThreads(s.target, softDirtyOptions());
         ASSERT_TRUE(stopped) << stopped.error().message;
-        std::this_thread::sleep_for(5ms);  // a thread left running would spawn meanwhile
+        std::this_thread::sleep_for(5ms); // a thread left running would spawn meanwhile
         auto tids = s.target.threads();
         std::set<pid_t> held;
         for (const Tracee &t : *stopped)
@@ -159,8 +159,7 @@ TEST(ThreadStop, VforkBlockedTargetIsRefusedWithinTheDeadline)
     auto took = std::chrono::steady_clock::now() - t0;
     ASSERT_FALSE(stopped) << "a vfork()-blocked thread was reported stopped";
     EXPECT_EQ(stopped.error().code, ETIMEDOUT) << stopped.error().message;
-    EXPECT_NE(stopped.error().message.find("vfork"), std::string::npos)
-        << stopped.error().message;
+    EXPECT_NE(stopped.error().message.find("vfork"), std::string::npos) << stopped.error().message;
     EXPECT_NE(stopped.error().message.find("within 300 ms"), std::string::npos)
         << stopped.error().message;
     EXPECT_GE(took, 300ms);
@@ -197,8 +196,7 @@ TEST(ThreadStop, OneDeadlineForAllThreads)
     auto took = std::chrono::steady_clock::now() - t0;
     ASSERT_FALSE(stopped);
     EXPECT_EQ(stopped.error().code, ETIMEDOUT) << stopped.error().message;
-    EXPECT_NE(stopped.error().message.find("vfork"), std::string::npos)
-        << stopped.error().message;
+    EXPECT_NE(stopped.error().message.find("vfork"), std::string::npos) << stopped.error().message;
     EXPECT_LT(took, 1s) << "each thread got its own deadline";
     EXPECT_TRUE(straysDetached(5s));
     EXPECT_EQ(s.result(), 3u);
@@ -243,8 +241,7 @@ TEST(ThreadStop, FrozenTargetIsRefusedNamingTheFreezer)
     writeFile(group + "/freezer.state", "THAWED");
     ASSERT_FALSE(stopped) << "a frozen thread was reported stopped";
     EXPECT_EQ(stopped.error().code, ETIMEDOUT) << stopped.error().message;
-    EXPECT_NE(stopped.error().message.find("frozen"), std::string::npos)
-        << stopped.error().message;
+    EXPECT_NE(stopped.error().message.find("frozen"), std::string::npos) << stopped.error().message;
     EXPECT_NE(stopped.error().message.find("ooh-thread-stop-"), std::string::npos)
         << stopped.error().message;
     EXPECT_TRUE(straysDetached(5s));

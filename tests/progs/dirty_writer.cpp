@@ -65,7 +65,7 @@ struct Writer {
 
     // This round's writes and discards, as (region index, page) pairs
     // resolved to addresses at the end of the round (regions may move).
-    std::vector<std::pair<uint8_t *, size_t>> written;  // base-relative
+    std::vector<std::pair<uint8_t *, size_t>> written; // base-relative
     std::vector<std::pair<uintptr_t, uintptr_t>> discarded;
     // Mappings created, moved or grown since the previous answer.
     std::vector<std::pair<uintptr_t, uintptr_t>> created;
@@ -271,8 +271,7 @@ struct Writer {
             case 8: { // write the memfd through the page cache, not the mapping
                 size_t p = pick(file_region.pages);
                 uint64_t v = rng();
-                if (pwrite(memfd, &v, sizeof(v), static_cast<off_t>(p * kPage + 256)) !=
-                    sizeof(v))
+                if (pwrite(memfd, &v, sizeof(v), static_cast<off_t>(p * kPage + 256)) != sizeof(v))
                     fail("pwrite memfd");
                 recordWrite(file_region, p);
                 break;

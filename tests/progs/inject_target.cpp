@@ -82,8 +82,7 @@ int enterSeccompFilter()
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    struct sock_fprog prog = {static_cast<unsigned short>(sizeof(insns) / sizeof(insns[0])),
-                              insns};
+    struct sock_fprog prog = {static_cast<unsigned short>(sizeof(insns) / sizeof(insns[0])), insns};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return -1;
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
@@ -98,8 +97,8 @@ int enterSeccompFilter()
 int seccompTarget(bool strict, uint64_t pages)
 {
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    auto *mem = static_cast<volatile char *>(mmap(nullptr, pages * page, PROT_READ | PROT_WRITE,
-                                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto *mem = static_cast<volatile char *>(
+        mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (mem == MAP_FAILED) {
         std::printf("error mmap: %s\n", std::strerror(errno));
         return 1;
@@ -144,11 +143,8 @@ int seccompTarget(bool strict, uint64_t pages)
                 syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
             rawWrite("error forbidden syscall returned\n");
             rawExit(1);
-        case 'q':
-            rawExit(static_cast<int>(cmd[1]));
-        default:
-            rawWrite("error unknown command\n");
-            rawExit(1);
+        case 'q': rawExit(static_cast<int>(cmd[1]));
+        default: rawWrite("error unknown command\n"); rawExit(1);
         }
     }
 }
@@ -262,8 +258,8 @@ int main(int argc, char **argv)
         // Owns a userfaultfd registration, like a GC or Wine would.
         int uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY));
         struct uffdio_api api = {UFFD_API, 0, 0};
-        void *mem = mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                         -1, 0);
+        void *mem =
+            mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         struct uffdio_register reg = {};
         reg.range.start = reinterpret_cast<uint64_t>(mem);
         reg.range.len = 1 << 20;

@@ -124,7 +124,7 @@ int main(int argc, char **argv)
 
     std::mt19937_64 rng(1);
     const size_t hot = pages / 10 + 1;
-    const size_t per_tick = rate / 100 + 1;  // 100 ticks per second
+    const size_t per_tick = rate / 100 + 1; // 100 ticks per second
     for (;;) {
         if (g_verify) {
             // Between writes: every page is whole.

@@ -28,8 +28,7 @@ TEST(FileBackedRanges, AdjacentRunsOfOneKindMerge)
     f.set(0x1000, 0x3000, false);
     f.set(0x3000, 0x5000, false);
     f.set(0x5000, 0x6000, true);
-    EXPECT_EQ(f.runs(0x1000, 0x6000),
-              (Runs{{0x1000, 0x5000, false}, {0x5000, 0x6000, true}}));
+    EXPECT_EQ(f.runs(0x1000, 0x6000), (Runs{{0x1000, 0x5000, false}, {0x5000, 0x6000, true}}));
 }
 
 TEST(FileBackedRanges, GapsJoinTheRunBefore)
@@ -38,20 +37,18 @@ TEST(FileBackedRanges, GapsJoinTheRunBefore)
     f.set(0x2000, 0x3000, false);
     f.set(0x8000, 0x9000, true);
     // Leading unknown part: file-backed; the gap after the anon run: anon.
-    EXPECT_EQ(f.runs(0x0, 0xa000), (Runs{{0x0, 0x2000, true},
-                                                     {0x2000, 0x8000, false},
-                                                     {0x8000, 0xa000, true}}));
+    EXPECT_EQ(f.runs(0x0, 0xa000),
+              (Runs{{0x0, 0x2000, true}, {0x2000, 0x8000, false}, {0x8000, 0xa000, true}}));
 }
 
 TEST(FileBackedRanges, SetReplacesWhatItOverlaps)
 {
     FileBackedRanges f;
     f.set(0x1000, 0x9000, true);
-    f.set(0x3000, 0x5000, false);  // an anonymous mapping over the middle
-    EXPECT_EQ(f.runs(0x1000, 0x9000), (Runs{{0x1000, 0x3000, true},
-                                                        {0x3000, 0x5000, false},
-                                                        {0x5000, 0x9000, true}}));
-    f.set(0x2000, 0x6000, true);  // and a file mapping over that
+    f.set(0x3000, 0x5000, false); // an anonymous mapping over the middle
+    EXPECT_EQ(f.runs(0x1000, 0x9000),
+              (Runs{{0x1000, 0x3000, true}, {0x3000, 0x5000, false}, {0x5000, 0x9000, true}}));
+    f.set(0x2000, 0x6000, true); // and a file mapping over that
     EXPECT_EQ(f.runs(0x1000, 0x9000), (Runs{{0x1000, 0x9000, true}}));
 }
 
@@ -60,8 +57,7 @@ TEST(FileBackedRanges, RunsAreClippedToTheQuery)
     FileBackedRanges f;
     f.set(0x1000, 0x4000, false);
     f.set(0x4000, 0x8000, true);
-    EXPECT_EQ(f.runs(0x2000, 0x5000),
-              (Runs{{0x2000, 0x4000, false}, {0x4000, 0x5000, true}}));
+    EXPECT_EQ(f.runs(0x2000, 0x5000), (Runs{{0x2000, 0x4000, false}, {0x4000, 0x5000, true}}));
 }
 
 } // namespace

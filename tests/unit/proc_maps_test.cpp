@@ -14,15 +14,15 @@ namespace {
 TEST(ProcMaps, ParsesLines)
 {
     MapEntry e;
-    ASSERT_TRUE(parseMapsLine("7f00a000-7f00c000 rw-s 00001000 fd:01 123456   /dev/shm/x y",
-                              &e));
+    ASSERT_TRUE(parseMapsLine("7f00a000-7f00c000 rw-s 00001000 fd:01 123456   /dev/shm/x y", &e));
     EXPECT_EQ(e.start, 0x7f00a000u);
     EXPECT_EQ(e.end, 0x7f00c000u);
     EXPECT_TRUE(e.read && e.write && !e.exec && e.shared);
     EXPECT_EQ(e.offset, 0x1000u);
     EXPECT_EQ(e.inode, 123456u);
     EXPECT_EQ(e.path, "/dev/shm/x y");
-    ASSERT_TRUE(parseMapsLine("7ffc0000-7ffc2000 r-xp 00000000 00:00 0                  [vdso]", &e));
+    ASSERT_TRUE(
+        parseMapsLine("7ffc0000-7ffc2000 r-xp 00000000 00:00 0                  [vdso]", &e));
     EXPECT_EQ(e.path, "[vdso]");
     ASSERT_TRUE(parseMapsLine("10000-20000 ---p 00000000 00:00 0", &e));
     EXPECT_TRUE(e.path.empty());
@@ -43,7 +43,7 @@ TEST(ProcMaps, VmasInFindsOurMapping)
     auto vmas = vmasIn(fd, base + page, base + 6 * page);
     ASSERT_TRUE(vmas) << vmas.error().message;
     ASSERT_EQ(vmas->size(), 2u);
-    EXPECT_EQ((*vmas)[0].start, base + page);  // clipped
+    EXPECT_EQ((*vmas)[0].start, base + page); // clipped
     EXPECT_EQ((*vmas)[0].end, base + 4 * page);
     EXPECT_TRUE((*vmas)[0].write);
     EXPECT_EQ((*vmas)[1].start, base + 4 * page);
@@ -60,7 +60,8 @@ TEST(ProcMaps, SharedMappingsAreReportedWhole)
     ASSERT_TRUE(parseMapsLine("7f0000000000-7f0000004000 rw-s 00000000 00:01 46 /memfd:x (deleted)",
                               &maps[0]));
     ASSERT_TRUE(parseMapsLine("7f0000004000-7f0000008000 rw-p 00000000 00:00 0", &maps[1]));
-    ASSERT_TRUE(parseMapsLine("7f0000008000-7f000000a000 r--s 00000000 fe:00 12 /var/db", &maps[2]));
+    ASSERT_TRUE(
+        parseMapsLine("7f0000008000-7f000000a000 r--s 00000000 fe:00 12 /var/db", &maps[2]));
     ASSERT_TRUE(parseMapsLine("7ffff7fc1000-7ffff7fc5000 r--p 00000000 00:00 0 [vvar]", &maps[3]));
     std::vector<PageRange> out;
     appendSharedMappings(maps, out);

@@ -174,7 +174,7 @@ TEST(Protocol, PidThePeerMayNotTouch)
     ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
     wire::Envelope e;
     e.set_request_id(5);
-    e.mutable_track()->set_pid(1);  // init, owned by root
+    e.mutable_track()->set_pid(1); // init, owned by root
     auto r = roundTrip(c.get(), e);
     ASSERT_TRUE(r.has_error());
     EXPECT_EQ(r.error().errno_code(), EPERM);

@@ -7,6 +7,6 @@
 int ooh_public_header_c_size(void);
 int ooh_public_header_c_size(void)
 {
-	return (int)sizeof(struct ooh_range) + (int)sizeof(struct ooh_collect_info) +
-	       (int)sizeof(struct ooh_session);
+    return (int)sizeof(struct ooh_range) + (int)sizeof(struct ooh_collect_info) +
+           (int)sizeof(struct ooh_session);
 }

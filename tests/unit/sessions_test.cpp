@@ -103,7 +103,7 @@ wire::Envelope trackWithProof(int fd, uint64_t id, pid_t pid)
 
 struct Collected {
     std::vector<wire::Envelope> chunks;
-    std::vector<PageRange> ranges;  // decoded, in order
+    std::vector<PageRange> ranges; // decoded, in order
 };
 
 // The rest of a collect reply whose first message is `first`.
@@ -350,7 +350,7 @@ TEST_F(Sessions, UnavailableBackendIsProbedAgain)
 
     {
         std::lock_guard lock(script_->mutex);
-        script_->available = true;  // e.g. the guest module was loaded
+        script_->available = true; // e.g. the guest module was loaded
     }
     r = roundTrip(c.get(), trackRequest(3, target->pid(), "fake"));
     ASSERT_TRUE(r.has_track_reply()) << r.DebugString();
@@ -457,7 +457,7 @@ TEST_F(Sessions, TargetExitsDuringCollect)
     script_->addCollect(pid, {{{kPage, 2 * kPage, false}}, {}, gate});
     ASSERT_TRUE(wire::sendMessage(c.get(), collectRequest(3, pid)));
     ASSERT_TRUE(gate->reached(1));
-    target.reset();  // SIGKILL + reap: the pidfd becomes readable
+    target.reset(); // SIGKILL + reap: the pidfd becomes readable
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     gate->open();
     Collected got = readCollect(c.get(), receive(c.get()));
@@ -491,7 +491,7 @@ TEST_F(Sessions, ClientLeavesDuringCollect)
     Collected got = collect(b.get(), 4, pid);
     ASSERT_EQ(got.chunks.size(), 1u);
     EXPECT_EQ(got.chunks[0].collect_chunk().epoch(), 2u);
-    h.stopLoop();  // the server is not thread-safe
+    h.stopLoop(); // the server is not thread-safe
     EXPECT_EQ(h.server().connectionCount(), 1u);
 }
 

@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
 namespace ooh {
 namespace {
 
@@ -26,10 +25,9 @@ TEST(SoftDirty, DecodesBit55IntoRanges)
 TEST(SoftDirty, VanishedPages)
 {
     std::vector<PageRange> out;
-    soft_dirty::appendVanishedPages({0x1000, 0x2000, 0x3000, 0x9000}, {0x2000, 0x5000}, kPage,
-                                    out);
-    std::vector<PageRange> want = {{0x1000, 0x2000, false}, {0x3000, 0x4000, false},
-                                   {0x9000, 0xa000, false}};
+    soft_dirty::appendVanishedPages({0x1000, 0x2000, 0x3000, 0x9000}, {0x2000, 0x5000}, kPage, out);
+    std::vector<PageRange> want = {
+        {0x1000, 0x2000, false}, {0x3000, 0x4000, false}, {0x9000, 0xa000, false}};
     EXPECT_EQ(out, want);
 }
 
@@ -47,8 +45,8 @@ TEST(SoftDirty, NewMovedAndGrownMappingsAreWhole)
 {
     std::vector<MapEntry> before = {vma(0x1000, 0x5000), vma(0x10000, 0x20000),
                                     vma(0x30000, 0x31000, 0, "[vdso]")};
-    std::vector<MapEntry> now = {vma(0x1000, 0x5000), vma(0x10000, 0x28000),
-                                 vma(0x40000, 0x42000), vma(0x50000, 0x51000, 0, "[vdso]")};
+    std::vector<MapEntry> now = {vma(0x1000, 0x5000), vma(0x10000, 0x28000), vma(0x40000, 0x42000),
+                                 vma(0x50000, 0x51000, 0, "[vdso]")};
     auto out = soft_dirty::newMappingRanges(before, now);
     std::vector<PageRange> want = {{0x10000, 0x28000, true}, {0x40000, 0x42000, true}};
     EXPECT_EQ(out, want);

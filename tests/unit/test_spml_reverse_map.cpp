@@ -26,7 +26,7 @@ TEST(SpmlReverseMap, MapsLoggedFramesToTheirPages)
     SpmlReverseMap map;
     std::vector<PagemapPage> snap = {{0x10000, P | 7}, {0x11000, P | 8}, {0x12000, P | 9}};
     map.reset(snap);
-    uint64_t gpas[] = {8 * kPage, 0x123456000};  // one of ours, one not (kernel noise)
+    uint64_t gpas[] = {8 * kPage, 0x123456000}; // one of ours, one not (kernel noise)
     auto out = map.update(gpas, snap, kPage);
     EXPECT_EQ(out, std::vector<PageRange>{page(0x11000)});
 }
@@ -117,7 +117,7 @@ TEST(SpmlReverseMap, IndexScalesPastTheLinearSearch)
     std::vector<PagemapPage> snap;
     std::vector<uint64_t> gpas;
     for (uint64_t i = 0; i < pages; ++i) {
-        uint64_t pfn = (i * 7919) % pages + 0x1000;  // scrambled frames
+        uint64_t pfn = (i * 7919) % pages + 0x1000; // scrambled frames
         snap.push_back({0x7f0000000000 + i * kPage, P | pfn});
         gpas.push_back(pfn * kPage);
     }
@@ -125,9 +125,9 @@ TEST(SpmlReverseMap, IndexScalesPastTheLinearSearch)
     map.reset(snap);
     auto t0 = std::chrono::steady_clock::now();
     auto out = map.update(gpas, snap, kPage);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - t0)
-                  .count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].bytes(), pages * kPage);
     std::printf("reverse map of 1 GiB, every page logged: %lld ms\n", static_cast<long long>(ms));

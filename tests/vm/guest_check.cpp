@@ -5,10 +5,10 @@
 // plus "OOH-BENCH ..." lines with ratios for bench/vm.
 #include "backend.h"
 #include "exact_pages.h"
-#include "pml_ring.h"
 #include "page_range.h"
-#include "target.h"
+#include "pml_ring.h"
 #include "soft_dirty.h"
+#include "target.h"
 #include "thread_stop.h"
 #include "writer_truth.h"
 
@@ -18,10 +18,10 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -154,8 +154,7 @@ int cmdRing()
     reap(child);
     if (!fail.empty())
         return result(name, "FAIL", fail);
-    return result(name, "PASS",
-                  std::string("transport '") + info.transport + "', ring on " + uio);
+    return result(name, "PASS", std::string("transport '") + info.transport + "', ring on " + uio);
 }
 
 // Who may track whom.
@@ -166,14 +165,14 @@ int cmdPermission()
     std::string fail;
 
     int mem_b = openMem(b);
-    Track t = trackPid(a, mem_b);  // a's pid with b's mem fd
+    Track t = trackPid(a, mem_b); // a's pid with b's mem fd
     if (t.err != EPERM)
         fail = "another process's mem fd: got " + std::string(strerror(t.err)) + ", want EPERM";
     close(t.ctl);
 
     int environ_fd =
         open(("/proc/" + std::to_string(a) + "/environ").c_str(), O_RDONLY | O_CLOEXEC);
-    t = trackPid(a, environ_fd);  // holds a's mm too, but is no ptrace proof
+    t = trackPid(a, environ_fd); // holds a's mm too, but is no ptrace proof
     if (fail.empty() && t.err != EPERM)
         fail = "environ fd: got " + std::string(strerror(t.err)) + ", want EPERM";
     close(t.ctl);
@@ -185,7 +184,7 @@ int cmdPermission()
     close(t.ctl);
 
     reap(b);
-    t = trackPid(b, mem_b);  // b is gone
+    t = trackPid(b, mem_b); // b is gone
     if (fail.empty() && t.err != ESRCH)
         fail = "exited pid: got " + std::string(strerror(t.err)) + ", want ESRCH";
     close(t.ctl);
@@ -218,7 +217,7 @@ int cmdPermission()
         data[CAP_SYS_PTRACE / 32].permitted &= ~(1u << (CAP_SYS_PTRACE % 32));
         if (syscall(SYS_capset, &hdr, data))
             _exit(3);
-        pid_t own = spawnSleeper();  // a descendant, so that Yama allows the mem fd
+        pid_t own = spawnSleeper(); // a descendant, so that Yama allows the mem fd
         // ...and with another real uid, the fs credentials staying root's.
         if (setresuid(65534, 0, 0))
             _exit(3);
@@ -248,16 +247,17 @@ int cmdPermission()
     reap(a);
     if (!fail.empty())
         return result(name, "FAIL", fail);
-    return result(name, "PASS", "wrong mem fd, environ fd, non-proc fd: EPERM; exited: ESRCH; "
-                                "user 65534: EACCES; real uid 65534 without CAP_SYS_PTRACE: "
-                                "EPERM; right mem fd: tracked");
+    return result(name, "PASS",
+                  "wrong mem fd, environ fd, non-proc fd: EPERM; exited: ESRCH; "
+                  "user 65534: EACCES; real uid 65534 without CAP_SYS_PTRACE: "
+                  "EPERM; right mem fd: tracked");
 }
 
 std::unique_ptr<Backend> makeBackend(const std::string &name, const std::string &mode)
 {
     if (name == "pml-ring")
         return std::make_unique<PmlRingBackend>(mode == "epml" ? PmlRingBackend::Mode::Epml
-                                                           : PmlRingBackend::Mode::Spml);
+                                                               : PmlRingBackend::Mode::Spml);
     if (name == "soft-dirty")
         return std::make_unique<SoftDirtyBackend>();
     return nullptr;
@@ -381,8 +381,8 @@ Residency residency(pid_t pid)
 // unreported without any checkpoint ever differing.
 using Collect = std::function<Result<void>(std::vector<PageRange> &)>;
 
-int checkRounds(const std::string &name, const std::string &backend_name,
-                const std::string &mode, Writer &w, const Collect &collect, int rounds);
+int checkRounds(const std::string &name, const std::string &backend_name, const std::string &mode,
+                Writer &w, const Collect &collect, int rounds);
 
 // Through the backend in this process.
 int cmdGroundTruth(const std::string &name, const std::string &backend_name,
@@ -403,9 +403,9 @@ int cmdGroundTruth(const std::string &name, const std::string &backend_name,
     auto tracker = backend->track(*proc);
     if (!tracker)
         return result(name, "FAIL", "track: " + tracker.error().message);
-    return checkRounds(name, backend_name, mode, w,
-                       [&](std::vector<PageRange> &got) { return (*tracker)->collect(got); },
-                       rounds);
+    return checkRounds(
+        name, backend_name, mode, w,
+        [&](std::vector<PageRange> &got) { return (*tracker)->collect(got); }, rounds);
 }
 
 // Through oohd and libooh, with the backend the daemon chooses.
@@ -423,27 +423,29 @@ int cmdGroundTruthDaemon(const std::string &name, const std::string &socket,
         if (infos[i].is_default)
             chosen = infos[i].name;
     if (chosen != expect_backend)
-        return result(name, "FAIL", "oohd's default backend is '" + chosen + "', expected '" +
-                                        expect_backend + "'");
+        return result(name, "FAIL",
+                      "oohd's default backend is '" + chosen + "', expected '" + expect_backend +
+                          "'");
     Writer w;
     if (!w.start(writer_path))
         return result(name, "FAIL", "cannot start " + writer_path);
     if (client.track(w.pid) < 0)
         return result(name, "FAIL", "track: " + client.error());
-    return checkRounds(name, "oohd-" + chosen, "-", w,
-                       [&](std::vector<PageRange> &got) -> Result<void> {
-                           std::vector<ooh_range> ranges;
-                           if (int r = client.collect(w.pid, ranges); r < 0)
-                               return makeError(r, "collect: " + client.error());
-                           for (const auto &g : ranges)
-                               got.push_back({g.start, g.end, (g.flags & OOH_RANGE_WHOLESALE) != 0});
-                           return {};
-                       },
-                       rounds);
+    return checkRounds(
+        name, "oohd-" + chosen, "-", w,
+        [&](std::vector<PageRange> &got) -> Result<void> {
+            std::vector<ooh_range> ranges;
+            if (int r = client.collect(w.pid, ranges); r < 0)
+                return makeError(r, "collect: " + client.error());
+            for (const auto &g : ranges)
+                got.push_back({g.start, g.end, (g.flags & OOH_RANGE_WHOLESALE) != 0});
+            return {};
+        },
+        rounds);
 }
 
-int checkRounds(const std::string &name, const std::string &backend_name,
-                const std::string &mode, Writer &w, const Collect &collect, int rounds)
+int checkRounds(const std::string &name, const std::string &backend_name, const std::string &mode,
+                Writer &w, const Collect &collect, int rounds)
 {
     uint64_t written = 0, reported_exact = 0, reported_whole = 0, wholesale_rounds = 0;
     uint64_t unchanged = 0, allowed_whole = 0;
@@ -468,8 +470,8 @@ int checkRounds(const std::string &name, const std::string &backend_name,
         // moved, grew, discarded or shares may be reported whole.
         auto bound = test::boundWholesale(got, truth, last_discarded, kPage);
         if (bound.outside_pages)
-            return result(name, "FAIL", "round " + std::to_string(r) + ": " +
-                                            test::describe(bound));
+            return result(name, "FAIL",
+                          "round " + std::to_string(r) + ": " + test::describe(bound));
         allowed_whole += bound.allowed_pages;
         last_discarded = truth.discarded;
         Residency now = residency(w.pid);
@@ -503,7 +505,8 @@ int checkRounds(const std::string &name, const std::string &backend_name,
                         close(pm);
                     char detail[200];
                     std::snprintf(detail, sizeof(detail),
-                                  "round %d: page %#" PRIx64 " %s but not reported (pagemap %#" PRIx64
+                                  "round %d: page %#" PRIx64
+                                  " %s but not reported (pagemap %#" PRIx64
                                   ", %zu ranges reported)",
                                   r, p, t.wholesale ? "discarded" : "written", entry, got.size());
                     return result(name, "FAIL", detail);
@@ -590,8 +593,7 @@ struct Burster {
                 uint64_t count = static_cast<uint8_t>(n) == 255 ? pages : static_cast<uint8_t>(n);
                 uint64_t first = stream ? cursor : 0;
                 for (uint64_t p = 0; p < count; ++p)
-                    mem[((first + p) % pages) * kPage + (round % 64)] =
-                        static_cast<uint8_t>(round);
+                    mem[((first + p) % pages) * kPage + (round % 64)] = static_cast<uint8_t>(round);
                 cursor = (first + count) % pages;
                 uintptr_t base = reinterpret_cast<uintptr_t>(mem);
                 if (write(b[1], &base, sizeof(base)) != sizeof(base))
@@ -630,13 +632,14 @@ int cmdOverflow(const std::string &mode)
     const std::string name = "overflow-" + mode;
     const uint64_t pages = 4096;
     setenv("OOH_RING_ENTRIES", "512", 1);
-    PmlRingBackend backend(mode == "epml" ? PmlRingBackend::Mode::Epml : PmlRingBackend::Mode::Spml);
+    PmlRingBackend backend(mode == "epml" ? PmlRingBackend::Mode::Epml
+                                          : PmlRingBackend::Mode::Spml);
     if (!backend.probe().available)
         return result(name, "FAIL", "pml-ring backend unavailable");
     Burster b;
     if (!b.start(pages))
         return result(name, "FAIL", "fork");
-    b.burst(0);  // the child has mapped and populated its memory
+    b.burst(0); // the child has mapped and populated its memory
     auto proc = Target::open(b.pid);
     if (!proc)
         return result(name, "FAIL", proc.error().message);
@@ -664,15 +667,17 @@ int cmdOverflow(const std::string &mode)
         bool whole = std::any_of(got.begin(), got.end(), [](auto &r) { return r.wholesale; });
         for (uint64_t p = 0; p < n; ++p)
             if (!covered(got, base + p * kPage))
-                return result(name, "FAIL", std::string(s.what) + ": page " +
-                                                std::to_string(p) + " not reported");
+                return result(name, "FAIL",
+                              std::string(s.what) + ": page " + std::to_string(p) +
+                                  " not reported");
         uint64_t reported = countPages(got, kPage);
         std::printf("OOH-BENCH overflow ooh %s step=%s ring=512 written=%" PRIu64
                     " reported=%" PRIu64 " wholesale=%d\n",
                     mode.c_str(), s.what, n, reported, whole);
         if (s.n == 255 && !whole)
-            return result(name, "FAIL", "a burst of 4096 pages into a 512-entry ring was not "
-                                        "reported as lost");
+            return result(name, "FAIL",
+                          "a burst of 4096 pages into a 512-entry ring was not "
+                          "reported as lost");
         detail += std::string(s.what) + ": " + std::to_string(n) + " written, " +
                   std::to_string(reported) + (whole ? " reported wholesale; " : " reported; ");
     }
@@ -712,13 +717,16 @@ int cmdStopped()
     got = normalizeRanges(std::move(got));
     for (uint64_t p = 0; p < 32; ++p)
         if (!covered(got, base + p * kPage))
-            return result(name, "FAIL", "page " + std::to_string(p) + " written after SIGCONT "
-                                        "not reported");
+            return result(name, "FAIL",
+                          "page " + std::to_string(p) +
+                              " written after SIGCONT "
+                              "not reported");
     bool whole = std::any_of(got.begin(), got.end(), [](auto &r) { return r.wholesale; });
-    return result(name, "PASS", std::string("tracked while stopped; 32 pages written after "
-                                            "SIGCONT reported ") +
-                                    (whole ? "(wholesale)" : "exactly (" +
-                                        std::to_string(countPages(got, kPage)) + " pages)"));
+    return result(name, "PASS",
+                  std::string("tracked while stopped; 32 pages written after "
+                              "SIGCONT reported ") +
+                      (whole ? "(wholesale)"
+                             : "exactly (" + std::to_string(countPages(got, kPage)) + " pages)"));
 }
 
 // Two trackers never see each other's writes: each has its own ring (the
@@ -750,7 +758,7 @@ int cmdIsolation()
     ioctl(tb.ctl, OOH_IOC_COLLECT, &c);
     hb->tail = c.collect_head;
 
-    a.burst(64);  // only A writes; B sleeps in read()
+    a.burst(64); // only A writes; B sleeps in read()
     ooh_collect_req ca = {}, cb = {};
     ca.size = cb.size = sizeof(ca);
     ioctl(ta.ctl, OOH_IOC_COLLECT, &ca);
@@ -818,8 +826,9 @@ int cmdRingEvents(const std::string &socket)
     if (!hdr)
         return result(name, "FAIL", "no ooh-ring UIO device for the target");
     if (hdr->capacity != 512)
-        return result(name, "FAIL", "oohd's ring has " + std::to_string(hdr->capacity) +
-                                        " entries, not OOH_RING_ENTRIES=512");
+        return result(name, "FAIL",
+                      "oohd's ring has " + std::to_string(hdr->capacity) +
+                          " entries, not OOH_RING_ENTRIES=512");
     std::vector<ooh_range> got;
     if (client.collect(b.pid, got) < 0)
         return result(name, "FAIL", "collect: " + client.error());
@@ -831,11 +840,11 @@ int cmdRingEvents(const std::string &socket)
         while (__atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE) <
                    __atomic_load_n(&hdr->head, __ATOMIC_ACQUIRE) ||
                hdr->head < static_cast<uint64_t>((k + 1) * per_burst)) {
-            if (++waited > 3000)  // 30 s: a bound for a loaded machine
-                return result(name, "FAIL", "oohd did not take the ring's entries after burst " +
-                                                std::to_string(k + 1) + " (head " +
-                                                std::to_string(hdr->head) + ", tail " +
-                                                std::to_string(hdr->tail) + ")");
+            if (++waited > 3000) // 30 s: a bound for a loaded machine
+                return result(name, "FAIL",
+                              "oohd did not take the ring's entries after burst " +
+                                  std::to_string(k + 1) + " (head " + std::to_string(hdr->head) +
+                                  ", tail " + std::to_string(hdr->tail) + ")");
             usleep(10000);
         }
     }
@@ -854,10 +863,11 @@ int cmdRingEvents(const std::string &socket)
             return result(name, "FAIL", "page " + std::to_string(p) + " not reported");
     if (whole || lost)
         return result(name, "FAIL", "the ring overflowed although oohd was told to drain it");
-    return result(name, "PASS", std::to_string(bursts * per_burst) +
-                                    " pages through a 512-entry ring in one epoch, reported "
-                                    "exactly (" + std::to_string(countPages(ranges, kPage)) +
-                                    " pages)");
+    return result(name, "PASS",
+                  std::to_string(bursts * per_burst) +
+                      " pages through a 512-entry ring in one epoch, reported "
+                      "exactly (" +
+                      std::to_string(countPages(ranges, kPage)) + " pages)");
 }
 
 // A soft-dirty collect needs every thread stopped, and a vfork() parent
@@ -884,7 +894,7 @@ int cmdSoftDirtyVfork()
             nanosleep(&ts, nullptr);
             _exit(0);
         }
-        page[8] = c;  // once the vfork() child has exited
+        page[8] = c; // once the vfork() child has exited
         if (write(done[1], &c, 1) != 1)
             _exit(1);
         for (;;)
@@ -914,9 +924,9 @@ int cmdSoftDirtyVfork()
     std::vector<PageRange> got;
     auto t0 = std::chrono::steady_clock::now();
     auto c = (*tracker)->collect(got);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - t0)
-                  .count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     if (c)
         return result(name, "FAIL", "a collect with a thread blocked in vfork() succeeded");
     if (c.error().code != ETIMEDOUT || c.error().message.find("vfork") == std::string::npos)
@@ -939,8 +949,9 @@ int cmdSoftDirtyVfork()
     got = normalizeRanges(std::move(got));
     if (!covered(got, reinterpret_cast<uintptr_t>(page)))
         return result(name, "FAIL", "the page written after vfork() was not reported");
-    return result(name, "PASS", "refused in " + std::to_string(ms) + " ms (" + refused +
-                                    "); the next collect reported the page written since");
+    return result(name, "PASS",
+                  "refused in " + std::to_string(ms) + " ms (" + refused +
+                      "); the next collect reported the page written since");
 }
 
 // Dirty pages reported per collect vs written, for bench/vm.
@@ -968,9 +979,8 @@ int cmdRatio(const std::string &backend_name, const std::string &mode)
         if (!(*tracker)->collect(got))
             return 1;
         got = normalizeRanges(std::move(got));
-        std::printf("OOH-BENCH ratio %s %s written=%u reported=%" PRIu64 "\n",
-                    backend_name.c_str(), mode.empty() ? "-" : mode.c_str(), n,
-                    countPages(got, kPage));
+        std::printf("OOH-BENCH ratio %s %s written=%u reported=%" PRIu64 "\n", backend_name.c_str(),
+                    mode.empty() ? "-" : mode.c_str(), n, countPages(got, kPage));
     }
     return 0;
 }
@@ -1060,8 +1070,7 @@ int main(int argc, char **argv)
         return cmdGroundTruth(args[1], args[2], args[3] == "-" ? "" : args[3], args[4],
                               std::atoi(args[5].c_str()));
     if (cmd == "ground-truth-daemon" && args.size() == 6)
-        return cmdGroundTruthDaemon(args[1], args[2], args[3], args[4],
-                                    std::atoi(args[5].c_str()));
+        return cmdGroundTruthDaemon(args[1], args[2], args[3], args[4], std::atoi(args[5].c_str()));
     if (cmd == "exact" && args.size() == 5)
         return cmdExact(args[1], args[2], args[3] == "-" ? "" : args[3], args[4] == "huge");
     if (cmd == "overflow" && args.size() == 2)

@@ -13,9 +13,9 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define OOH_CTL_DEVICE "/dev/ooh-ctl"
+#define OOH_CTL_DEVICE	  "/dev/ooh-ctl"
 #define OOH_RING_UIO_NAME "ooh-ring"
-#define OOH_ABI_VERSION 1
+#define OOH_ABI_VERSION	  1
 
 /* Tracking modes: what the ring entries hold. */
 #define OOH_MODE_SPML 1 /* guest-physical page addresses (oohd maps them back) */
@@ -26,17 +26,17 @@
 #define OOH_TRANSPORT_EMULATED (1u << 1) /* the QEMU plugin's ivshmem device */
 
 struct ooh_info {
-	__u32 size;		/* in: sizeof(struct ooh_info) */
-	__u32 abi_version;	/* out: OOH_ABI_VERSION */
-	__u32 transports;	/* out: OOH_TRANSPORT_* present */
-	__u32 modes;		/* out: (1 << OOH_MODE_*) supported */
-	char transport[32];	/* out: name of the transport in use */
+	__u32 size;	    /* in: sizeof(struct ooh_info) */
+	__u32 abi_version;  /* out: OOH_ABI_VERSION */
+	__u32 transports;   /* out: OOH_TRANSPORT_* present */
+	__u32 modes;	    /* out: (1 << OOH_MODE_*) supported */
+	char transport[32]; /* out: name of the transport in use */
 };
 
 struct ooh_track_req {
-	__u32 size;		/* in: sizeof(struct ooh_track_req) */
-	__u32 mode;		/* in: OOH_MODE_SPML or OOH_MODE_EPML */
-	__s32 pid;		/* in: target thread-group id (caller's pid ns) */
+	__u32 size; /* in: sizeof(struct ooh_track_req) */
+	__u32 mode; /* in: OOH_MODE_SPML or OOH_MODE_EPML */
+	__s32 pid;  /* in: target thread-group id (caller's pid ns) */
 	/*
 	 * in: an fd of /proc/<pid>/mem opened by the caller. Opening it made
 	 * the kernel check ptrace_may_access(PTRACE_MODE_ATTACH_FSCREDS) with
@@ -46,10 +46,10 @@ struct ooh_track_req {
 	 * caller's real credentials itself (PTRACE_MODE_ATTACH_REALCREDS).
 	 */
 	__s32 mem_fd;
-	__u32 ring_entries;	/* in: power of two, 0 = default (65536) */
-	__u32 uio_index;	/* out: N of /dev/uioN holding the ring */
-	__u32 ring_bytes;	/* out: size of UIO map 0 */
-	__u32 threads;		/* out: threads attached */
+	__u32 ring_entries; /* in: power of two, 0 = default (65536) */
+	__u32 uio_index;    /* out: N of /dev/uioN holding the ring */
+	__u32 ring_bytes;   /* out: size of UIO map 0 */
+	__u32 threads;	    /* out: threads attached */
 	__u64 reserved[4];
 };
 
@@ -60,20 +60,20 @@ struct ooh_track_req {
  * to the next epoch.
  */
 struct ooh_collect_req {
-	__u32 size;		/* in: sizeof(struct ooh_collect_req) */
-	__u32 flags;		/* reserved, 0 */
-	__u64 collect_head;	/* out: same as the header's */
-	__u64 lost_events;	/* out: same as the header's */
+	__u32 size;	    /* in: sizeof(struct ooh_collect_req) */
+	__u32 flags;	    /* reserved, 0 */
+	__u64 collect_head; /* out: same as the header's */
+	__u64 lost_events;  /* out: same as the header's */
 	__u64 reserved[2];
 };
 
 #define OOH_IOC_INFO	_IOWR('O', 0x01, struct ooh_info)
 #define OOH_IOC_TRACK	_IOWR('O', 0x02, struct ooh_track_req)
-#define OOH_IOC_COLLECT	_IOWR('O', 0x03, struct ooh_collect_req)
+#define OOH_IOC_COLLECT _IOWR('O', 0x03, struct ooh_collect_req)
 
-#define OOH_RING_MAGIC 0x52484f4fu /* "OOHR" */
+#define OOH_RING_MAGIC		 0x52484f4fu /* "OOHR" */
 #define OOH_RING_DEFAULT_ENTRIES 65536u
-#define OOH_RING_MAX_ENTRIES (1u << 22)
+#define OOH_RING_MAX_ENTRIES	 (1u << 22)
 
 /*
  * UIO map 0: this header in the first page, then `capacity` __u64 entries,
@@ -81,15 +81,15 @@ struct ooh_collect_req {
  * number n (counting from 0 since tracking began) is at index n % capacity.
  */
 struct ooh_ring_header {
-	__u32 magic;		/* OOH_RING_MAGIC */
-	__u32 abi_version;	/* OOH_ABI_VERSION */
-	__u32 mode;		/* OOH_MODE_* */
-	__u32 page_shift;	/* guest page size */
-	__u64 capacity;		/* entries, a power of two */
-	__u64 entries_offset;	/* bytes from the start of the map */
-	__u64 head;		/* module: entries produced so far */
-	__u64 collect_head;	/* module: boundary of the last collect */
-	__u64 tail;		/* oohd: entries consumed so far */
+	__u32 magic;	      /* OOH_RING_MAGIC */
+	__u32 abi_version;    /* OOH_ABI_VERSION */
+	__u32 mode;	      /* OOH_MODE_* */
+	__u32 page_shift;     /* guest page size */
+	__u64 capacity;	      /* entries, a power of two */
+	__u64 entries_offset; /* bytes from the start of the map */
+	__u64 head;	      /* module: entries produced so far */
+	__u64 collect_head;   /* module: boundary of the last collect */
+	__u64 tail;	      /* oohd: entries consumed so far */
 	/*
 	 * module: count of events where entries were dropped (this ring full,
 	 * the hypervisor's buffer full, a thread of the target that logged
@@ -97,9 +97,9 @@ struct ooh_ring_header {
 	 * the whole address space as written for that epoch.
 	 */
 	__u64 lost_events;
-	__u64 collects;		/* module: collects served */
-	__s32 pid;		/* target tgid */
-	__u32 threads;		/* threads attached */
+	__u64 collects; /* module: collects served */
+	__s32 pid;	/* target tgid */
+	__u32 threads;	/* threads attached */
 };
 
 #endif /* _UAPI_OOH_RING_H */

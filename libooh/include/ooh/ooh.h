@@ -29,10 +29,10 @@ typedef struct ooh_client ooh_client;
 /* A written range of the target's address space: [start, end), byte
  * addresses, page aligned. */
 struct ooh_range {
-	uint64_t start;
-	uint64_t end;
-	uint32_t flags; /* OOH_RANGE_* */
-	uint32_t reserved;
+    uint64_t start;
+    uint64_t end;
+    uint32_t flags; /* OOH_RANGE_* */
+    uint32_t reserved;
 };
 
 /* The range was reported as a whole because exact tracking was not possible
@@ -40,44 +40,44 @@ struct ooh_range {
 #define OOH_RANGE_WHOLESALE (1u << 0)
 
 struct ooh_collect_info {
-	uint64_t epoch;       /* the epoch this set closes */
-	uint32_t page_size;
-	uint32_t reserved;
-	uint64_t total_ranges;
-	uint64_t total_pages;
+    uint64_t epoch; /* the epoch this set closes */
+    uint32_t page_size;
+    uint32_t reserved;
+    uint64_t total_ranges;
+    uint64_t total_pages;
 };
 
 struct ooh_stats {
-	char backend[32];
-	uint64_t epoch;
-	uint64_t collects;
-	uint64_t pages_reported;
-	uint64_t pages_wholesale;
-	uint64_t last_collect_ns;
-	uint64_t last_collect_pages;
-	uint64_t tracked_since_ns;
-	uint64_t tracked_bytes;
-	int alive;
+    char backend[32];
+    uint64_t epoch;
+    uint64_t collects;
+    uint64_t pages_reported;
+    uint64_t pages_wholesale;
+    uint64_t last_collect_ns;
+    uint64_t last_collect_pages;
+    uint64_t tracked_since_ns;
+    uint64_t tracked_bytes;
+    int alive;
 };
 
 /* A tracking session, as oohd names it (see ooh_track_session()). */
 struct ooh_session {
-	/* Unique (random): never the id of another session, even of an
+    /* Unique (random): never the id of another session, even of an
 	 * earlier oohd. The same id later means tracking went on without a
 	 * break in between. 0 from an oohd too old to name sessions. */
-	uint64_t id;
-	uint64_t start_time; /* the process identity (see ooh_track()) */
-	uint64_t epoch;      /* the epoch the next collect closes */
-	pid_t pid;           /* the process as oohd knows it */
-	int already_tracked; /* 1: the session existed before this call */
-	char backend[32];
+    uint64_t id;
+    uint64_t start_time; /* the process identity (see ooh_track()) */
+    uint64_t epoch;      /* the epoch the next collect closes */
+    pid_t pid;           /* the process as oohd knows it */
+    int already_tracked; /* 1: the session existed before this call */
+    char backend[32];
 };
 
 struct ooh_backend_info {
-	char name[32];
-	int available;
-	int is_default;
-	char reason[256];
+    char name[32];
+    int available;
+    int is_default;
+    char reason[256];
 };
 
 /* Connects and performs the version handshake. socket_path may be NULL:
@@ -104,12 +104,12 @@ int ooh_track(ooh_client *client, pid_t pid, const char *backend, uint64_t *star
  * receives the process's pid as oohd knows it, to use with every other call
  * of this API. */
 int ooh_track_pidfd(ooh_client *client, int pidfd, const char *backend, pid_t *tracked_pid,
-		    uint64_t *start_time);
+                    uint64_t *start_time);
 /* ooh_track() or, when pidfd >= 0, ooh_track_pidfd() (pid is then
  * ignored), that describes the session in *session (may be NULL). Returns
  * what they return. */
 int ooh_track_session(ooh_client *client, pid_t pid, int pidfd, const char *backend,
-		      struct ooh_session *session);
+                      struct ooh_session *session);
 int ooh_untrack(ooh_client *client, pid_t pid);
 
 /*
@@ -125,12 +125,12 @@ int ooh_untrack(ooh_client *client, pid_t pid);
  * start_time: 0, or the value from ooh_track() to refuse a reused PID.
  */
 int ooh_collect_begin(ooh_client *client, pid_t pid, uint64_t start_time,
-		      struct ooh_collect_info *info);
+                      struct ooh_collect_info *info);
 /* ooh_collect_begin() for the process of *session, refused with -ESTALE
  * (nothing collected) unless oohd still tracks it with that very session:
  * a set is never taken from a session the caller does not know. */
 int ooh_collect_session_begin(ooh_client *client, const struct ooh_session *session,
-			      struct ooh_collect_info *info);
+                              struct ooh_collect_info *info);
 /* Fills up to cap ranges (ascending, non-overlapping); returns how many, 0 at
  * the end of the set, or a negative errno. */
 long ooh_collect_next(ooh_client *client, struct ooh_range *buf, size_t cap);
