@@ -3,6 +3,7 @@
 #include "thread_stop.h"
 
 #include "log.h"
+#include "proc_task.h"
 
 #include <algorithm>
 #include <cstring>
@@ -189,6 +190,11 @@ Result<std::optional<int>> Tracee::pollStop()
     running_ = false;
     if (WIFEXITED(status) || WIFSIGNALED(status))
         attached_ = false;
+    // A seized thread reports a group stop as PTRACE_EVENT_STOP with the
+    // stopping signal (an interrupt stop says SIGTRAP).
+    if (isEventStop(status) && (WSTOPSIG(status) == SIGSTOP || WSTOPSIG(status) == SIGTSTP ||
+                                WSTOPSIG(status) == SIGTTIN || WSTOPSIG(status) == SIGTTOU))
+        group_stopped_ = true;
     return std::optional<int>(status);
 }
 
@@ -272,6 +278,20 @@ Result<void> Tracee::release()
                                            " (PTRACE_SETSIGMASK)");
     if (::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr) < 0)
         return Error::fromErrno(errno, "PTRACE_DETACH of " + threadOf(tid_, pid_));
+    if (group_stopped_) {
+        // The kernel puts a thread detached during a group stop back into
+        // it, but only once the thread runs to its signal check. Until
+        // then it looks running: CRIU, which seizes it right after oohd
+        // answers, would dump a stopped process as a running one (zdtm
+        // stopped01, stopped12). Wait, briefly, until it is stopped again
+        // (not at all if a SIGCONT ended the group stop meanwhile).
+        auto until = StopClock::now() + std::chrono::milliseconds(200);
+        while (threadState(pid_, tid_) != 'T' && StopClock::now() < until) {
+            if (::kill(pid_, 0) < 0)
+                break;
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+    }
     return {};
 }
 

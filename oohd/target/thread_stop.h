@@ -88,6 +88,7 @@ private:
     bool attached_ = false;
     bool running_ = false; // seized or resumed, not seen stopped since
     bool seccomp_suspended_ = false;
+    bool group_stopped_ = false; // seen in a group stop (SIGSTOP and the like)
     bool mask_set_ = false;
     uint64_t saved_mask_ = 0;
     int signal_stops_ = 0; // signals passed on while waiting for a stop
