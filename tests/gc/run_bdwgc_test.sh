@@ -1,20 +1,22 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# Runs one of bdwgc's own test programs against the patched library with
+# Runs one of bdwgc's own test programs (or a Phoenix-like application of
+# bench/gc/phoenix) against the patched library with
 # the OoH dirty bits (GC_OOH_VDB=uffd, incremental mode, soft-dirty bits
 # ruled out), and checks that they were really used, and never lost, on top
 # of the program's own verdict. Exit 77 (skip) where libooh self-tracking
 # cannot open.
 #
-# usage: run_bdwgc_test.sh PROGRAM
+# usage: run_bdwgc_test.sh PROGRAM [ARG...]
 set -u
 
 prog=$1
+shift
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 GC_OOH_VDB=uffd GC_ENABLE_INCREMENTAL=1 GC_USE_GETWRITEWATCH=0 GC_PRINT_STATS=1 \
-    "$prog" > "$log" 2>&1
+    "$prog" "$@" > "$log" 2>&1
 rc=$?
 # The statistics are long: show the end, and the lines that matter.
 tail -n 12 "$log"
