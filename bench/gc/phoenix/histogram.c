@@ -133,7 +133,7 @@ static void *map_worker(void *arg)
 static int histogram_run(int small, int threads)
 {
 	long width = small ? 320 : 2400, height = small ? 200 : 1600;
-	int passes = small ? 3 : 16;
+	int passes = small ? 3 : 40;
 	struct shared **args = ph_malloc(threads * sizeof(*args));
 	static long expected[3 * 256], got[3 * 256];
 	struct image img;

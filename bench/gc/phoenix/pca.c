@@ -62,7 +62,7 @@ static void *worker(void *arg)
 
 static int pca_run(int small, int threads)
 {
-	long nrows = small ? 128 : 320, ncols = small ? 2048 : 3000;
+	long nrows = small ? 128 : 400, ncols = small ? 2048 : 4000;
 	struct shared *s = ph_malloc(sizeof(*s));
 	struct shared **args = ph_malloc(threads * sizeof(*args));
 	uint64_t seed = 11;
