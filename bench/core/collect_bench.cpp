@@ -208,7 +208,10 @@ void usage()
 {
     std::fprintf(stderr,
                  "usage: ooh-bench-collect --oohd PATH [--max-mib N] [--reps N] [--csv FILE]\n"
-                 "  Starts its own oohd on a private socket; needs root.\n");
+                 "                         [--write-loop-only]\n"
+                 "  Starts its own oohd on a private socket; needs root.\n"
+                 "  --write-loop-only: skip the collect table, measure only the cost of a\n"
+                 "  tracked first write (bench/tracked uses it).\n");
 }
 
 } // namespace
@@ -218,6 +221,7 @@ int main(int argc, char **argv)
     std::string oohd, csv_path = "bench-collect.csv";
     size_t max_mib = 4096;
     int reps = 5;
+    bool write_loop_only = false;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--oohd" && i + 1 < argc)
@@ -228,6 +232,8 @@ int main(int argc, char **argv)
             reps = std::atoi(argv[++i]);
         else if (a == "--csv" && i + 1 < argc)
             csv_path = argv[++i];
+        else if (a == "--write-loop-only")
+            write_loop_only = true;
         else {
             usage();
             return a == "--help" || a == "-h" ? 0 : 2;
@@ -268,7 +274,7 @@ int main(int argc, char **argv)
                 "(inside)", "scan", "pagemap", "oohd/scan", "pagemap/oohd");
     const double fractions[] = {0.001, 0.01, 0.1, 1.0};
     bool targets_met = true;
-    for (size_t mib = 64; mib <= max_mib; mib *= 4) {
+    for (size_t mib = 64; !write_loop_only && mib <= max_mib; mib *= 4) {
         size_t bytes = mib << 20, pages = bytes / kPage;
         Target target = Target::start(bytes);
         if (client.track(target.pid) < 0) {
