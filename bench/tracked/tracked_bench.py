@@ -244,13 +244,16 @@ def main():
 
     hdr = ("program,test,untracked_ops_s,tracked_ops_s,slowdown,untracked_p50_ms,"
            "tracked_p50_ms,untracked_p99_ms,tracked_p99_ms,collects,dirty_pages_per_collect,"
-           "collect_ms")
+           "collect_ms,untracked_spread_pct")
     lines = [hdr]
     print(f"\nthroughput untracked vs tracked (collect every {args.interval:g} s), median of "
-          f"{args.reps}; slowdown = untracked ops/s / tracked ops/s")
+          f"{args.reps}; slowdown = untracked ops/s / tracked ops/s; collects, pages/coll "
+          f"(mean dirty pages per collect) and coll ms (median wall time of `oohctl collect`, "
+          f"process start included) over the tracked runs; noise = (max - min) / median of "
+          f"the untracked runs' ops/s")
     print(f"{'program':10} {'test':14} {'untracked':>11} {'tracked':>11} {'slowdown':>8} | "
           f"{'p50 u/t ms':>13} {'p99 u/t ms':>15} | {'collects':>8} {'pages/coll':>10} "
-          f"{'coll ms':>7}")
+          f"{'coll ms':>7} {'noise':>6}")
     for (prog, test), r in results.items():
         uo, to = med(r["untracked"], "ops"), med(r["tracked"], "ops")
         u50, t50 = med(r["untracked"], "p50"), med(r["tracked"], "p50")
@@ -258,12 +261,16 @@ def main():
         pages = statistics.mean(r["pages"]) if r["pages"] else 0
         cms = statistics.median(r["cms"]) if r["cms"] else 0
         n = len(r["pages"])
+        # Run-to-run spread of the untracked runs: a slowdown inside it is noise.
+        uvals = [x["ops"] for x in r["untracked"]]
+        spread = (max(uvals) - min(uvals)) / uo * 100
         print(f"{prog:10} {test:14} {uo:11.0f} {to:11.0f} {uo / to:7.2f}x | "
               f"{fmt(u50, '6.3f'):>6}/{fmt(t50, '6.3f'):>6} {fmt(u99, '7.3f'):>7}/"
-              f"{fmt(t99, '7.3f'):>7} | {n:8d} {pages:10.0f} {cms:7.1f}")
+              f"{fmt(t99, '7.3f'):>7} | {n:8d} {pages:10.0f} {cms:7.1f} {spread:5.0f}%")
         lines.append(",".join(str(x) for x in (
             prog, test, f"{uo:.0f}", f"{to:.0f}", f"{uo / to:.3f}", fmt(u50, ".3f"),
-            fmt(t50, ".3f"), fmt(u99, ".3f"), fmt(t99, ".3f"), n, f"{pages:.0f}", f"{cms:.2f}")))
+            fmt(t50, ".3f"), fmt(u99, ".3f"), fmt(t99, ".3f"), n, f"{pages:.0f}", f"{cms:.2f}",
+            f"{spread:.1f}")))
     print(f"\ntracked first write (ooh-bench-collect write loop, 256 MiB x 5 passes): "
           f"{ns:.0f} ns per page per epoch (loop {loop_untracked:.0f} ms untracked, "
           f"{loop_tracked:.0f} ms tracked)")
