@@ -15,8 +15,7 @@
  * Each mode runs in a child process of its own (a VDB is chosen once per
  * process); the median run of --repeat is shown.
  */
-#define GC_THREADS
-#include "gc.h"
+#include "gc_modes.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -35,32 +34,10 @@ struct node {
 
 #define LONG_LIVED_DEPTH 18
 #define ARRAY_SIZE	 500000
-#define MAX_PAUSES	 100000
 
 static struct node *long_lived;
 static double *array;
 static int rounds = 40;
-
-static double pauses[MAX_PAUSES];
-static int npauses;
-static double stop_start;
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Called by the collector, with its lock held. */
-static void on_event(GC_EventType e)
-{
-	if (e == GC_EVENT_PRE_STOP_WORLD)
-		stop_start = now();
-	else if (e == GC_EVENT_POST_START_WORLD && npauses < MAX_PAUSES)
-		pauses[npauses++] = now() - stop_start;
-}
 
 static struct node *make_tree(int depth)
 {
@@ -114,13 +91,6 @@ static void *mutator(void *arg)
 	return (void *)nodes;
 }
 
-static int by_value(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* One run in this process; prints "time collections max median". */
 static int run(const char *mode, int threads)
 {
@@ -128,22 +98,11 @@ static int run(const char *mode, int threads)
 	double t0, t1;
 	int t, i;
 
-	GC_INIT();
-	if (strcmp(mode, "full") != 0) {
-		GC_enable_incremental();
-		if (!GC_is_incremental_mode()) {
-			fprintf(stderr, "%s: incremental mode is off\n", mode);
-			return 1;
-		}
-		/* The OoH VDB needs no protection; mprotect does. */
-		if ((GC_incremental_protection_needs() == GC_PROTECTS_NONE) !=
-		    (strcmp(mode, "ooh") == 0)) {
-			fprintf(stderr, "%s: not the dirty bits asked for\n", mode);
-			return 1;
-		}
-	}
-	GC_set_on_collection_event(on_event);
-	t0 = now();
+	struct gcm_result r;
+
+	if (gcm_start("ooh-bench-gc", mode) != 0)
+		return 1;
+	t0 = gcm_now();
 	long_lived = make_tree(LONG_LIVED_DEPTH);
 	array = GC_MALLOC_ATOMIC(ARRAY_SIZE * sizeof(double));
 	for (i = 0; i < ARRAY_SIZE; i++)
@@ -159,71 +118,19 @@ static int run(const char *mode, int threads)
 		fprintf(stderr, "%s: the long-lived tree is damaged\n", mode);
 		return 1;
 	}
-	t1 = now();
-	qsort(pauses, npauses, sizeof(pauses[0]), by_value);
-	printf("%.3f %lu %.3f %.3f\n", t1 - t0, (unsigned long)GC_get_gc_no(),
-	       npauses ? pauses[npauses - 1] * 1e3 : 0.0,
-	       npauses ? pauses[npauses / 2] * 1e3 : 0.0);
+	t1 = gcm_now();
+	gcm_finish(&r);
+	printf("%.3f %lu %.3f %.3f\n", t1 - t0, r.collections, r.max_ms, r.median_ms);
 	return 0;
-}
-
-struct result {
-	double seconds, max_ms, median_ms;
-	unsigned long collections;
-};
-
-static int child(const char *self, const char *mode, int threads, struct result *out)
-{
-	int fds[2], status;
-	char buf[256] = "", nthreads[16], nrounds[16];
-	ssize_t n, got = 0;
-	pid_t pid;
-
-	if (pipe(fds) != 0)
-		return -1;
-	snprintf(nthreads, sizeof(nthreads), "%d", threads);
-	snprintf(nrounds, sizeof(nrounds), "%d", rounds);
-	pid = fork();
-	if (pid == 0) {
-		dup2(fds[1], 1);
-		close(fds[0]);
-		if (strcmp(mode, "mprotect") == 0) {
-			setenv("GC_OOH_VDB", "off", 1);
-			setenv("GC_USE_GETWRITEWATCH", "0", 1);
-		} else if (strcmp(mode, "ooh") == 0) {
-			setenv("GC_OOH_VDB", "uffd", 1);
-		}
-		execl(self, self, "--run", mode, "--threads", nthreads, "--rounds", nrounds,
-		      (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	while ((n = read(fds[0], buf + got, sizeof(buf) - 1 - got)) > 0)
-		got += n;
-	close(fds[0]);
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return -1;
-	return sscanf(buf, "%lf %lu %lf %lf", &out->seconds, &out->collections, &out->max_ms,
-		      &out->median_ms) == 4
-		       ? 0
-		       : -1;
-}
-
-static int by_seconds(const void *a, const void *b)
-{
-	double x = ((const struct result *)a)->seconds, y = ((const struct result *)b)->seconds;
-
-	return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
 {
-	static const char *const modes[] = {"full", "mprotect", "ooh"};
-	static const char *const names[] = {"non-incremental", "incremental, mprotect",
-					    "incremental, OoH uffd"};
-	struct result res[3];
+	struct gcm_result res[GCM_MODES];
 	const char *run_mode = NULL, *csv_path = NULL;
-	int threads = 1, repeat = 3, m, i;
+	char nthreads[16], nrounds[16];
+	char *args[] = {"--threads", nthreads, "--rounds", nrounds, NULL};
+	int threads = 1, repeat = 3, failed, m, i;
 	FILE *csv = NULL;
 
 	for (i = 1; i < argc; i++) {
@@ -251,25 +158,16 @@ int main(int argc, char **argv)
 	if (run_mode)
 		return run(run_mode, threads);
 
-	for (m = 0; m < 3; m++) {
-		struct result runs[99];
-
-		for (i = 0; i < repeat; i++)
-			if (child("/proc/self/exe", modes[m], threads, &runs[i]) != 0) {
-				fprintf(stderr, "%s: the run failed (is the OoH VDB available?)\n",
-					names[m]);
-				return 1;
-			}
-		qsort(runs, repeat, sizeof(runs[0]), by_seconds);
-		res[m] = runs[repeat / 2];
+	snprintf(nthreads, sizeof(nthreads), "%d", threads);
+	snprintf(nrounds, sizeof(nrounds), "%d", rounds);
+	if (gcm_measure(args, repeat, res, &failed) != 0) {
+		fprintf(stderr, "%s: the run failed (is the OoH VDB available?)\n",
+			gcm_mode_names[failed]);
+		return 1;
 	}
 	printf("bdwgc 8.2.2 + OOH_VDB, GCBench-like, %d thread(s), %d rounds, median of %d\n\n",
 	       threads, rounds, repeat);
-	printf("| mode | total s | collections | max pause ms | median pause ms |\n");
-	printf("|---|---|---|---|---|\n");
-	for (m = 0; m < 3; m++)
-		printf("| %s | %.3f | %lu | %.3f | %.3f |\n", names[m], res[m].seconds,
-		       res[m].collections, res[m].max_ms, res[m].median_ms);
+	gcm_print_table(res);
 	if (csv_path) {
 		csv = fopen(csv_path, "w");
 		if (!csv) {
@@ -277,8 +175,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		fprintf(csv, "mode,threads,seconds,collections,max_pause_ms,median_pause_ms\n");
-		for (m = 0; m < 3; m++)
-			fprintf(csv, "%s,%d,%.6f,%lu,%.6f,%.6f\n", modes[m], threads,
+		for (m = 0; m < GCM_MODES; m++)
+			fprintf(csv, "%s,%d,%.6f,%lu,%.6f,%.6f\n", gcm_modes[m], threads,
 				res[m].seconds, res[m].collections, res[m].max_ms,
 				res[m].median_ms);
 		fclose(csv);
