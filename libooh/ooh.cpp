@@ -306,7 +306,7 @@ static int collectBegin(ooh_client *c, pid_t pid, uint64_t start_time, uint64_t 
     if (info) {
         info->epoch = chunk.epoch();
         info->page_size = chunk.page_size();
-        info->reserved = 0;
+        info->flags = chunk.all_changes() ? OOH_COLLECT_ALL_CHANGES : 0;
         info->total_ranges = chunk.total_ranges();
         info->total_pages = chunk.total_pages();
     }

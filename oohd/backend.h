@@ -39,6 +39,14 @@ public:
 
     // Bytes of the target's address space under exact tracking (for stats).
     virtual uint64_t trackedBytes() const { return 0; }
+
+    // Whether collect() also reports the pages whose contents changed
+    // without a write: discarded (MADV_DONTNEED, MADV_FREE), so that a page
+    // outside the set has the contents it had at the previous collect,
+    // present or not. A checkpointer may then skip looking up the presence
+    // of unreported pages (CRIU's DIRTY_PAGES_ALL_CHANGES). False where the
+    // tracker cannot tell (uffd-wp without discard events).
+    virtual bool reportsDiscards() const = 0;
 };
 
 class Backend {

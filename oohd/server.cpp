@@ -688,6 +688,7 @@ void Server::sendCollect(Connection &c, uint64_t id, const CollectResult &set)
         chunk->set_page_size(static_cast<uint32_t>(set.page_size));
         chunk->set_total_ranges(ranges.size());
         chunk->set_total_pages(set.pages);
+        chunk->set_all_changes(set.all_changes);
         size_t end = std::min(ranges.size(), i + wire::kMaxRangesPerChunk);
         wire::encodeRanges(chunk, ranges.data() + i, end - i, set.page_size);
         i = end;

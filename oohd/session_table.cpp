@@ -463,6 +463,7 @@ void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64
             return; // cannot happen: a busy session is never erased
         Session &s = it->second;
         s.busy = false;
+        const bool all_changes = job->tracker && job->tracker->reportsDiscards();
         // Exited meanwhile: the tracker is not given back (it dies here).
         if (s.state == Session::State::Active)
             s.tracker = std::move(job->tracker);
@@ -483,6 +484,7 @@ void SessionTable::startCollect(const PeerCredentials &client, pid_t pid, uint64
             markLost(s, "cannot watch its events: " + w.error().message);
         CollectResult out;
         out.pid = pid;
+        out.all_changes = all_changes;
         out.ranges = std::move(job->ranges);
         out.page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
         out.pages = countPages(out.ranges, out.page_size);

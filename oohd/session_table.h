@@ -87,6 +87,7 @@ struct CollectResult {
     uint64_t epoch = 0; // the epoch this set closes
     uint64_t page_size = 0;
     uint64_t pages = 0;
+    bool all_changes = false; // Tracker::reportsDiscards()
     std::vector<PageRange> ranges;
 };
 

@@ -69,7 +69,8 @@ struct FakeScript {
     std::map<pid_t, FakeStep> tracks;               // one track each, then removed
     std::map<pid_t, std::deque<FakeStep>> collects; // in order; none left: no ranges
     uint64_t tracked_bytes = 4096;
-    bool with_events = false; // trackers get an event fd (see fireEvent)
+    bool reports_discards = true; // what the trackers' reportsDiscards() say
+    bool with_events = false;     // trackers get an event fd (see fireEvent)
     std::map<pid_t, int> event_fds;
     std::map<pid_t, Error> event_errors;
     int live_trackers = 0;
@@ -157,6 +158,11 @@ public:
         Error why = it->second;
         script_->event_errors.erase(it);
         return why;
+    }
+    bool reportsDiscards() const override
+    {
+        std::lock_guard lock(script_->mutex);
+        return script_->reports_discards;
     }
     uint64_t trackedBytes() const override
     {

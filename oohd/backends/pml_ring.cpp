@@ -226,6 +226,8 @@ public:
         return {};
     }
 
+    // Both modes compare the pagemap with the previous collect's.
+    bool reportsDiscards() const override { return true; }
     uint64_t trackedBytes() const override
     {
         if (mapped_)

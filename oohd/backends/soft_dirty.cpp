@@ -101,6 +101,8 @@ public:
     }
 
     uint64_t trackedBytes() const override { return tracked_; }
+    // Pages present at the previous collect and gone now are reported.
+    bool reportsDiscards() const override { return true; }
 
 private:
     Result<void> reset()

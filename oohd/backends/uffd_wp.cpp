@@ -74,6 +74,8 @@ public:
     int eventFd() const override { return remove_events_ ? uffd_.get() : -1; }
     Result<void> handleEvents() override;
     uint64_t trackedBytes() const override { return space_.trackedBytes(); }
+    // A discard reads as unwritten: only its event tells.
+    bool reportsDiscards() const override { return remove_events_; }
 
 private:
     pid_t pid_;

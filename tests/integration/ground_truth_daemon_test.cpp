@@ -31,13 +31,17 @@ protected:
     pid_t daemon_ = -1;
 };
 
-// A collect through libooh, as PageRanges (checked to be normalized).
+// A collect through libooh, as PageRanges (checked to be normalized). Every
+// set must say it holds the discarded pages too: the ground truth holds it
+// to that, and CRIU then skips looking up the other pages' presence.
 CollectFn oohdCollector(Client &client, pid_t pid, uint64_t start_time)
 {
     return [&client, pid, start_time]() -> Result<std::vector<PageRange>> {
         std::vector<ooh_range> ranges;
-        if (int r = client.collect(pid, ranges, nullptr, start_time); r < 0)
+        ooh_collect_info info{};
+        if (int r = client.collect(pid, ranges, &info, start_time); r < 0)
             return makeError(r, client.error());
+        EXPECT_TRUE(info.flags & OOH_COLLECT_ALL_CHANGES) << "set not said to hold discards";
         std::vector<PageRange> out;
         for (auto &r : ranges)
             out.push_back({r.start, r.end, (r.flags & OOH_RANGE_WHOLESALE) != 0});

@@ -172,6 +172,29 @@ TEST_F(Sessions, CollectIsNormalised)
     EXPECT_EQ(chunk.page_size(), P);
 }
 
+// A checkpointer skips the presence of unreported pages only on this word.
+TEST_F(Sessions, CollectSaysWhetherDiscardsAreInTheSet)
+{
+    auto target = sleeper();
+    const pid_t pid = target->pid();
+    ServerHarness h(test::fakeBackends(script_));
+    auto c = h.connect(kRoot);
+    h.start();
+    ASSERT_TRUE(roundTrip(c.get(), hello()).has_hello_reply());
+    ASSERT_TRUE(roundTrip(c.get(), trackRequest(2, pid)).has_track_reply());
+
+    Collected with = collect(c.get(), 3, pid);
+    ASSERT_EQ(with.chunks.size(), 1u);
+    EXPECT_TRUE(with.chunks[0].collect_chunk().all_changes());
+    {
+        std::lock_guard lock(script_->mutex);
+        script_->reports_discards = false;
+    }
+    Collected without = collect(c.get(), 4, pid);
+    ASSERT_EQ(without.chunks.size(), 1u);
+    EXPECT_FALSE(without.chunks[0].collect_chunk().all_changes());
+}
+
 TEST_F(Sessions, LargeSetIsChunkedExactly)
 {
     auto target = sleeper();

@@ -39,10 +39,16 @@ struct ooh_range {
  * (a new mapping, a mapping the backend cannot track, discarded pages). */
 #define OOH_RANGE_WHOLESALE (1u << 0)
 
+/* ooh_collect_info.flags: the set holds every page whose contents changed
+ * since the previous collect, also without a write (discarded by madvise):
+ * a page outside it has the contents it had then, present or not. Without
+ * it, only the written pages are sure to be in the set. */
+#define OOH_COLLECT_ALL_CHANGES (1u << 0)
+
 struct ooh_collect_info {
     uint64_t epoch; /* the epoch this set closes */
     uint32_t page_size;
-    uint32_t reserved;
+    uint32_t flags; /* OOH_COLLECT_* */
     uint64_t total_ranges;
     uint64_t total_pages;
 };
