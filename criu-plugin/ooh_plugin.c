@@ -38,6 +38,7 @@ struct ooh_task {
 	bool tracked_now; /* tracking started by this dump: no usable history */
 	bool collected;	  /* the set of this dump is in `set` */
 	bool exact;	  /* `set` may be used; otherwise every page is dirty */
+	bool all_changes; /* `set` also holds what changed without a write */
 	struct ooh_rangeset set;
 };
 
@@ -273,6 +274,7 @@ static int collect(struct ooh_task *t)
 		return (int)n;
 	}
 	ooh.page_size = info.page_size;
+	t->all_changes = info.flags & OOH_COLLECT_ALL_CHANGES;
 
 	now.start_time = t->start_time;
 	now.session = t->session.id;
@@ -301,18 +303,24 @@ static int ooh_dirty_pages(int pid, uint64_t start, uint64_t end, uint64_t *bitm
 		if (!t)
 			pr_warn("%d was not tracked: dumping all its pages\n", pid);
 		ooh_bitmap_fill(bitmap, start, end, page_size);
-		return 0;
+		return CR_PLUGIN_DIRTY_PAGES_ALL_CHANGES;
 	}
 	if (!t->collected) {
 		ret = collect(t);
 		if (ret < 0)
 			return ret;
 	}
-	if (!t->exact || ooh.page_size != page_size)
+	if (!t->exact || ooh.page_size != page_size) {
 		ooh_bitmap_fill(bitmap, start, end, page_size);
-	else
-		ooh_rangeset_to_bitmap(&t->set, start, end, page_size, bitmap);
-	return 0;
+		return CR_PLUGIN_DIRTY_PAGES_ALL_CHANGES;
+	}
+	ooh_rangeset_to_bitmap(&t->set, start, end, page_size, bitmap);
+	/*
+	 * Where oohd vouches that discarded pages are in the set too, CRIU
+	 * takes the presence of the other pages from the parent images
+	 * instead of scanning the whole VMA while the task is frozen.
+	 */
+	return t->all_changes ? CR_PLUGIN_DIRTY_PAGES_ALL_CHANGES : 0;
 }
 
 static int ooh_reset_dirty_track(int pid)
