@@ -2,7 +2,10 @@
 // Workload of the CRIU benchmark: maps and fills --mib MiB, then on every
 // SIGUSR1 writes --dirty-pct percent of its pages (distinct, random) and
 // acknowledges by writing DIR/round-N. Idle otherwise, so each dump sees
-// exactly the pages of the rounds before it.
+// exactly the pages of the rounds before it. --pattern scattered (default)
+// picks single pages; clustered picks runs of kClusterPages pages, as a
+// program that rewrites whole objects or arrays does.
+#include <algorithm>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +18,7 @@
 #include <vector>
 
 namespace {
+constexpr size_t kClusterPages = 64; // 256 KiB runs
 volatile sig_atomic_t g_round;
 void onUsr1(int) { g_round = g_round + 1; }
 
@@ -34,24 +38,36 @@ int main(int argc, char **argv)
 {
     size_t mib = 1024;
     double pct = 1.0;
-    std::string dir;
+    std::string dir, pattern = "scattered";
     static const option opts[] = {{"mib", required_argument, nullptr, 'm'},
                                   {"dirty-pct", required_argument, nullptr, 'p'},
                                   {"dir", required_argument, nullptr, 'd'},
+                                  {"pattern", required_argument, nullptr, 't'},
                                   {}};
     int c;
-    while ((c = getopt_long(argc, argv, "m:p:d:", opts, nullptr)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:d:t:", opts, nullptr)) != -1) {
         switch (c) {
         case 'm': mib = std::strtoul(optarg, nullptr, 0); break;
         case 'p': pct = std::strtod(optarg, nullptr); break;
         case 'd': dir = optarg; break;
+        case 't': pattern = optarg; break;
         default:
-            std::fprintf(stderr, "usage: %s --dir DIR [--mib N] [--dirty-pct P]\n", argv[0]);
+            std::fprintf(stderr,
+                         "usage: %s --dir DIR [--mib N] [--dirty-pct P] "
+                         "[--pattern scattered|clustered]\n",
+                         argv[0]);
             return 2;
         }
     }
-    if (dir.empty() || !mib || pct <= 0 || pct > 100)
+    if (dir.empty() || !mib || pct <= 0 || pct > 100 ||
+        (pattern != "scattered" && pattern != "clustered")) {
+        std::fprintf(stderr,
+                     "%s: needs --dir, --mib > 0, 0 < --dirty-pct <= 100 and "
+                     "--pattern scattered or clustered\n",
+                     argv[0]);
         return 2;
+    }
+    const size_t unit = pattern == "clustered" ? kClusterPages : 1;
 
     const size_t page = 4096, pages = mib * 256;
     auto *mem = static_cast<uint8_t *>(
@@ -64,8 +80,11 @@ int main(int argc, char **argv)
     signal(SIGUSR1, onUsr1);
     writeFile(dir + "/pid", std::to_string(getpid()) + "\n");
 
-    std::vector<uint32_t> order(pages);
-    for (size_t i = 0; i < pages; i++)
+    // Units (pages, or clusters of pages) in a random order, chosen anew
+    // for each round.
+    const size_t units = (pages + unit - 1) / unit;
+    std::vector<uint32_t> order(units);
+    for (size_t i = 0; i < units; i++)
         order[i] = uint32_t(i);
     uint64_t rng = 88172645463325252ull;
     const size_t perRound = size_t(pages * pct / 100.0);
@@ -73,14 +92,19 @@ int main(int argc, char **argv)
     while (true) {
         while (done == g_round)
             pause();
-        // A partial Fisher-Yates shuffle picks distinct pages.
-        for (size_t k = 0; k < perRound; k++) {
+        // A partial Fisher-Yates shuffle picks distinct units.
+        size_t written = 0;
+        for (size_t k = 0; k < units && written < perRound; k++) {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            size_t j = k + rng % (pages - k);
+            size_t j = k + rng % (units - k);
             std::swap(order[k], order[j]);
-            mem[size_t(order[k]) * page] ^= 0xff;
+            for (size_t p = size_t(order[k]) * unit;
+                 p < std::min(pages, size_t(order[k] + 1) * unit) && written < perRound; p++) {
+                mem[p * page] ^= 0xff;
+                written++;
+            }
         }
         done++;
         writeFile(dir + "/round-" + std::to_string(done), std::to_string(perRound) + "\n");
