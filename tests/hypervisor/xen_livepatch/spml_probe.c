@@ -6,7 +6,9 @@
  *
  * usage: ooh-spml-probe query|now
  *   query: prints "OOH-PROBE query rc=N ..." for QUERY, then the answers to
- *          a bad magic and to REGISTER_RING (the payload's refusals).
+ *          a bad magic and to REGISTER_RING (the payload's refusals), then
+ *          to other HVMOP sub-ops, which must reach Xen's own do_hvm_op
+ *          whether or not the payload has replaced it.
  *   now:   prints CLOCK_MONOTONIC in ns (busybox date has no %N).
  */
 #include <errno.h>
@@ -30,16 +32,52 @@ struct privcmd_hypercall {
 
 #define HYPERVISOR_HVM_OP 34
 
+/* public/hvm/hvm_op.h */
+#define HVMOP_get_param 1
+#define HVMOP_get_time	10
+#define HVMOP_unused	0xef /* no such sub-op */
+#define DOMID_SELF	0x7ff0
+#define DOMID_ABSENT	0x7d00 /* a domain id nobody has here */
+struct xen_hvm_param {
+	uint16_t domid;
+	uint16_t pad;
+	uint32_t index;
+	uint64_t value;
+};
+
 /* One hvm_op call; returns 0 or -errno as Xen answered it. */
-static long spml_call(int fd, struct ooh_spml_op *op)
+static long hvm_op(int fd, unsigned int sub_op, void *arg)
 {
 	struct privcmd_hypercall call = {
 		.op = HYPERVISOR_HVM_OP,
-		.arg = {OOH_HVMOP_spml, (uint64_t)(uintptr_t)op},
+		.arg = {sub_op, (uint64_t)(uintptr_t)arg},
 	};
 	long rc = ioctl(fd, IOCTL_PRIVCMD_HYPERCALL, &call);
 
 	return rc < 0 ? -errno : rc;
+}
+
+static long spml_call(int fd, struct ooh_spml_op *op)
+{
+	return hvm_op(fd, OOH_HVMOP_spml, op);
+}
+
+/* Sub-ops the payload passes on: the same answers with and without it. */
+static void other_sub_ops(int fd, void *page)
+{
+	struct xen_hvm_param *param = page;
+	uint64_t *now = page;
+	long rc;
+
+	*now = 0;
+	rc = hvm_op(fd, HVMOP_get_time, now);
+	printf("OOH-PROBE get-time rc=%ld now=%llu\n", rc, (unsigned long long)*now);
+	memset(param, 0, sizeof(*param));
+	param->domid = DOMID_ABSENT;
+	printf("OOH-PROBE get-param-absent rc=%ld\n", hvm_op(fd, HVMOP_get_param, param));
+	param->domid = DOMID_SELF;
+	printf("OOH-PROBE get-param-self rc=%ld\n", hvm_op(fd, HVMOP_get_param, param));
+	printf("OOH-PROBE unused-sub-op rc=%ld\n", hvm_op(fd, HVMOP_unused, page));
 }
 
 static void init_op(struct ooh_spml_op *op, uint16_t cmd)
@@ -85,6 +123,8 @@ static int query(void)
 
 	init_op(op, OOH_SPML_CMD_REGISTER_RING);
 	printf("OOH-PROBE register rc=%ld\n", spml_call(fd, op));
+
+	other_sub_ops(fd, op);
 	close(fd);
 	return 0;
 }
