@@ -62,9 +62,8 @@ def first_bytes(syms, start, n):
 
 def hvm_test(insns):
     """(stack mask, cpu_info.current_vcpu, vcpu.domain, byte, mask) at every
-    site, and whether a set bit leads to copy_from_user_hvm somewhere."""
+    site where the whole walk from the stack is compiled in one piece."""
     sites = set()
-    hvm_when_set = False
     for i in range(len(insns) - 3):
         a, b, c, d = (x[1] for x in insns[i:i + 4])
         m1 = re.match(r"or\s+\$(0x[0-9a-f]+),%(\w+)$", a)
@@ -78,12 +77,35 @@ def hvm_test(insns):
             continue
         sites.add((int(m1.group(1), 16), int(m2.group(1), 16), int(m3.group(1), 16),
                    int(m4.group(2), 16), int(m4.group(1), 16)))
-        # testb; je <elsewhere>; [lfence;] ...; call copy_from_user_hvm
-        jump = insns[i + 4][1]
-        tail = [x[1] for x in insns[i + 5:i + 10]]
-        if jump.startswith("je ") and any("<copy_from_user_hvm>" in t for t in tail):
-            hvm_when_set = True
-    return sites, hvm_when_set
+    return sites
+
+
+def hvm_when_set(insns, byte, mask):
+    """Does a set bit mean HVM? Every test of that bit that is followed by
+    a guest copy must say so: 'testb; je <else>; ...; copy_from_user_hvm'
+    or 'testb; jne <else>; ...; copy_from_guest_pv'. Returns the count of
+    such sites, or -1 if one says the opposite."""
+    test = "testb  $%#x,%#x(" % (mask, byte)
+    agree = 0
+    for i in range(len(insns) - 5):
+        if not insns[i][1].replace(" ", "").startswith(test.replace(" ", "")):
+            continue
+        jump = insns[i + 1][1].split()[0]
+        call = next((t[1] for t in insns[i + 2:i + 7] if t[1].startswith("call")), "")
+        if "<copy_from_user_hvm>" in call or "<copy_to_user_hvm>" in call:
+            hvm_path_on_fallthrough = True
+        elif "<copy_from_guest_pv>" in call or "<copy_to_guest_pv>" in call:
+            hvm_path_on_fallthrough = False
+        else:
+            continue
+        # je jumps away on a clear bit: the fall-through runs with it set.
+        set_falls_through = jump == "je"
+        if jump not in ("je", "jne"):
+            continue
+        if hvm_path_on_fallthrough != set_falls_through:
+            return -1
+        agree += 1
+    return agree
 
 
 def main():
@@ -95,12 +117,15 @@ def main():
     if head != PROLOGUE:
         fail("do_hvm_op starts with %s, hook.S replays %s: this Xen build needs another hook"
              % (head.hex(" "), PROLOGUE.hex(" ")))
-    sites, hvm_when_set = hvm_test(disassemble(syms, addr, size))
+    insns = disassemble(syms, addr, size)
+    sites = hvm_test(insns)
     if len(sites) != 1:
         fail("is_hvm_vcpu(current) in do_hvm_op: expected one layout, found %s" % sorted(sites))
-    if not hvm_when_set:
-        fail("is_hvm_vcpu(current) in do_hvm_op: no set bit leading to copy_from_user_hvm")
     stack_mask, cur, dom, byte, mask = sites.pop()
+    agree = hvm_when_set(insns, byte, mask)
+    if agree <= 0:
+        fail("is_hvm_vcpu(current) in do_hvm_op: the bit does not select the HVM guest copy"
+             " (%s)" % ("contradicted" if agree < 0 else "no guest copy after a test"))
     if stack_mask + 1 & stack_mask or mask == 0:
         fail("unexpected stack mask %#x or bit mask %#x" % (stack_mask, mask))
     flags = {

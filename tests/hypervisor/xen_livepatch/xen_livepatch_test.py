@@ -242,6 +242,8 @@ def main():
     ap.add_argument("--busybox", default="/bin/busybox")
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--smp", type=int, default=2)
+    ap.add_argument("--xen-version", default="",
+                    help="Debian version of xen-hypervisor-4.17-amd64 (default: apt's candidate)")
     args = ap.parse_args()
 
     qemu = shutil.which(args.qemu)
@@ -261,8 +263,10 @@ def main():
         args.cache_dir = os.path.join(base, "ooh")
     os.makedirs(args.workdir, exist_ok=True)
 
-    built = subprocess.run([args.build_livepatch, "--cache", args.cache_dir],
-                           stdout=subprocess.PIPE, text=True)
+    build = [args.build_livepatch, "--cache", args.cache_dir]
+    if args.xen_version:
+        build += ["--version", args.xen_version]
+    built = subprocess.run(build, stdout=subprocess.PIPE, text=True)
     if built.returncode == SKIP:
         log("SKIP: Debian's Xen 4.17 packages cannot be fetched")
         return SKIP
