@@ -1,0 +1,680 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+# Containers through the --ooh chain, driven the way a user drives them: a
+# redis in a container built here (no registry: a rootfs of Debian's
+# redis-server and busybox-static, `podman import`ed, or an OCI bundle for
+# runc) is loaded with keys, pre-checkpointed twice with keys rewritten in
+# between, checkpointed on top of the pre-checkpoints, restored, and must
+# hold what it held at the checkpoint (DBSIZE and DEBUG DIGEST).
+#
+#   podman: podman container checkpoint --pre-checkpoint x2,
+#           podman container checkpoint --with-previous, podman container restore
+#   runc:   runc checkpoint --pre-dump x2, runc checkpoint --parent-path,
+#           runc restore
+#
+# The runtimes find the patched criu in PATH and read `ooh` from the CRIU
+# configuration file runc passes over RPC: /etc/criu/runc.conf by default,
+# here a private one named by the container's org.criu.config annotation
+# (runc's own per-container override), so that the machine's /etc is never
+# touched. oohd runs on a private socket ($OOH_SOCKET, inherited by
+# podman, runc and criu).
+#
+# Asserted besides the restore: every step went through ooh_plugin.so and
+# oohd (CRIU's log of the step names the plugin tracking the container's
+# process, and oohd has a session for it, seen by its pid in our PID
+# namespace while redis is pid 1 in its own), and the pre-dumps are
+# incremental (pre-dump 2 and the final dump write fewer pages than
+# pre-dump 1). Pages written and freeze/frozen times of every step are
+# printed.
+#
+# usage: containers_test.py podman|runc CRIU PLUGIN_SO OOHD OOHCTL
+# Exit 77 (skip) without root, the build outputs or the programs.
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+# Far below Meson's timeout; a podman checkpoint of this redis takes ~1 s.
+STEP_DEADLINE = 120
+KEYS = 100_000
+REWRITES = 500  # keys rewritten between steps
+
+
+class Failure(Exception):
+    pass
+
+
+def skip(why):
+    print("SKIP: " + why)
+    sys.exit(77)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def tail(path, n=8):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError as e:
+        return "(%s)\n" % e
+
+
+def wait_for(cond, what, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise Failure("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+def run(argv, what, env=None, stdout=None):
+    """Runs one command with a deadline; its output goes to the test's log
+    (or to stdout=FILE) and a failure names the command and its output."""
+    log("$ " + " ".join(argv))
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                         stdout=stdout or subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=env, start_new_session=True, text=True)
+    try:
+        out, _ = p.communicate(timeout=STEP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        raise Failure("%s: no answer within %d s, killed; its output:\n%s"
+                      % (what, STEP_DEADLINE, out or ""))
+    if p.returncode != 0:
+        raise Failure("%s failed (exit %d); its output:\n%s" % (what, p.returncode, out or ""))
+    return out or ""
+
+
+# ---- redis over a unix socket in a directory bind-mounted into the container
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class RespConn:
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(30)
+        self.s.connect(path)
+        self.buf = b""
+
+    def close(self):
+        self.s.close()
+
+    def _fill(self):
+        chunk = self.s.recv(1 << 16)
+        if not chunk:
+            raise Failure("redis closed the connection")
+        self.buf += chunk
+
+    def reply(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        kind, rest = line[:1], line[1:]
+        if kind == b"-":
+            raise Failure("redis: " + rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self._fill()
+            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            return data
+        return rest
+
+    def call(self, *args):
+        self.s.sendall(resp(*args))
+        return self.reply()
+
+    def pipeline(self, cmds, batch=5_000):
+        for i in range(0, len(cmds), batch):
+            part = cmds[i:i + batch]
+            self.s.sendall(b"".join(resp(*c) for c in part))
+            for _ in part:
+                self.reply()
+
+
+class Redis:
+    def __init__(self, datadir):
+        self.sock = os.path.join(datadir, "redis.sock")
+        self.rng = random.Random(11)
+        self.gen = 0
+
+    # Inside the container: the directory is mounted at /data.
+    ARGV = ["/usr/bin/redis-server", "--port", "0", "--unixsocket", "/data/redis.sock",
+            "--save", "", "--appendonly", "no", "--enable-debug-command", "local"]
+
+    def answers(self):
+        try:
+            c = RespConn(self.sock)
+        except OSError:
+            return False
+        try:
+            return c.call("PING") == b"PONG"
+        finally:
+            c.close()
+
+    def _value(self, i):
+        return ("g%d-%d-" % (self.gen, i)).encode().ljust(100, b"r")
+
+    def load(self):
+        c = RespConn(self.sock)
+        c.pipeline([("SET", "key:%06d" % i, self._value(i)) for i in range(KEYS)])
+        c.close()
+
+    def modify(self):
+        self.gen += 1
+        c = RespConn(self.sock)
+        c.pipeline([("SET", "key:%06d" % i, self._value(i))
+                    for i in self.rng.sample(range(KEYS), REWRITES)]
+                   + [("SET", "new:%d:%d" % (self.gen, i), self._value(i)) for i in range(50)])
+        c.close()
+
+    def clients(self):
+        c = RespConn(self.sock)
+        n = c.call("CLIENT", "LIST").count(b"\n")
+        c.close()
+        return n
+
+    def quiesce(self):
+        # Only the asking connection itself: CRIU dumps no client socket.
+        wait_for(lambda: self.clients() == 1, "redis to close the test's client connections")
+
+    def snapshot(self):
+        c = RespConn(self.sock)
+        st = (c.call("DBSIZE"), c.call("DEBUG", "DIGEST"))
+        c.close()
+        return st
+
+    def verify(self, expected):
+        wait_for(self.answers, "the restored redis to answer on " + self.sock)
+        got = self.snapshot()
+        if got != expected:
+            raise Failure("restored redis: DBSIZE, DEBUG DIGEST = %s, expected %s"
+                          % (got, expected))
+        return "DBSIZE %d, DEBUG DIGEST %s match" % (got[0], got[1].decode())
+
+
+# ---- the image: Debian's redis-server and busybox-static, no registry
+
+def build_rootfs(root):
+    """A root filesystem with redis-server, the libraries it links and a
+    busybox shell, copied from the packages installed here."""
+    real = os.path.realpath(shutil.which("redis-server"))
+    files = {real: "/usr/bin/redis-server", shutil.which("busybox"): "/bin/busybox"}
+    out = subprocess.run(["ldd", real], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        for word in line.split():
+            if word.startswith("/"):
+                files[word] = word
+    for d in ("bin", "data", "dev", "etc", "proc", "sys", "tmp", "run"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    for src, dst in files.items():
+        path = root + dst
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        shutil.copy2(os.path.realpath(src), path)
+    os.symlink("busybox", os.path.join(root, "bin", "sh"))
+    with open(os.path.join(root, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/:/bin/sh\n")
+
+
+def busybox_is_static():
+    out = subprocess.run(["file", "-L", shutil.which("busybox")], capture_output=True, text=True)
+    if out.returncode != 0:  # no file(1): ask the loader instead
+        return subprocess.run(["ldd", shutil.which("busybox")], capture_output=True).returncode != 0
+    return "statically linked" in out.stdout or "static-pie" in out.stdout
+
+
+# ---- CRIU's statistics and log
+
+def decode_varints(buf):
+    """Fields of a protobuf message holding only varints and nested
+    messages: {field: int or bytes}."""
+    fields, i = {}, 0
+
+    def varint():
+        nonlocal i
+        v = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+    while i < len(buf):
+        key = varint()
+        if key & 7 == 0:
+            fields[key >> 3] = varint()
+        elif key & 7 == 2:
+            n = varint()
+            fields[key >> 3] = buf[i:i + n]
+            i += n
+        else:
+            raise Failure("stats image: unexpected wire type %d" % (key & 7))
+    return fields
+
+
+def read_dump_stats(path):
+    """CRIU's stats-dump image (images/stats.proto): a magic, then one
+    length-prefixed stats_entry whose field 1 is dump_stats_entry."""
+    with open(path, "rb") as f:
+        data = f.read()
+    # A service image: one magic word (no common magic), then the entry.
+    for off in (4, 8):
+        try:
+            n = struct.unpack_from("<I", data, off)[0]
+            if off + 4 + n != len(data):
+                continue
+            dump = decode_varints(decode_varints(data[off + 4:])[1])
+            break
+        except (struct.error, IndexError, KeyError):
+            continue
+    else:
+        raise Failure("can't read CRIU's statistics in " + path)
+    return {"freezing_us": dump.get(1, 0), "frozen_us": dump.get(2, 0),
+            "memdump_us": dump.get(3, 0), "pages_scanned": dump.get(5, 0),
+            "pages_parent": dump.get(6, 0), "pages_written": dump.get(7, 0)}
+
+
+def check_ooh_log(logpath, host_pid, first):
+    """The step went through the plugin: CRIU's log names it tracking the
+    container's process by our pid for it."""
+    try:
+        text = open(logpath, errors="replace").read()
+    except OSError as e:
+        raise Failure("no CRIU log for the step: %s" % e)
+    if "ooh: " not in text:
+        raise Failure("%s: no line of ooh_plugin.so: the dump did not go through ooh "
+                      "(is `ooh` in the configuration file?)" % logpath)
+    for line in text.splitlines():
+        if "Error" in line and ("ooh: " in line or "mem.c" in line or "in parent" in line):
+            raise Failure("%s: a memory tracking error: %s" % (logpath, line.strip()))
+    want = ("started tracking %d " % host_pid) if first else ("%d is tracked by oohd as" % host_pid)
+    if want not in text:
+        found = [l.strip() for l in text.splitlines() if "ooh: " in l][:5]
+        raise Failure("%s: expected the plugin to log '%s...'; its lines:\n%s"
+                      % (logpath, want, "\n".join(found)))
+
+
+def ns_pids(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return [int(x) for x in line.split()[1:]]
+    return [pid]
+
+
+def check_oohd_session(oohctl, pid, ctl_env):
+    """oohd has a session for the container's process (seen by its pid in
+    oohd's PID namespace) and has collected from it."""
+    out = run([oohctl, "stats", str(pid), "--json"], "oohctl stats %d" % pid, env=ctl_env)
+    try:
+        st = json.loads(out)
+    except ValueError:
+        raise Failure("oohctl stats %d: not JSON: %s" % (pid, out))
+    return st
+
+
+def report(name, st):
+    log("  %-14s %7d pages written, %7d in parent, freezing %7.1f ms, frozen %7.1f ms, "
+        "command %7.0f ms" % (name, st["pages_written"], st["pages_parent"],
+                             st["freezing_us"] / 1000, st["frozen_us"] / 1000, st["step_ms"]))
+
+
+def check_incremental(steps):
+    """Every step taken on top of parent images writes fewer pages than the
+    first pre-dump and takes pages from its parent."""
+    first = steps[0][1]["pages_written"]
+    for name, st, parent in steps[1:]:
+        if not parent:
+            continue
+        if st["pages_written"] >= first:
+            raise Failure("%s wrote %d pages, not fewer than the first pre-dump's %d: "
+                          "not incremental" % (name, st["pages_written"], first))
+        if st["pages_parent"] == 0:
+            raise Failure("%s took no page from its parent images" % name)
+
+
+# ---- podman
+
+class Podman:
+    def __init__(self, work, env):
+        self.work, self.env = work, env
+        # Private storage and state: the machine's containers are untouched.
+        self.base = ["podman", "--root", os.path.join(work, "storage"),
+                     "--runroot", os.path.join(work, "run"), "--storage-driver", "overlay",
+                     "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+                     "--events-backend", "file", "--tmpdir", os.path.join(work, "tmp")]
+        self.name = None
+
+    def __call__(self, *args, what=None):
+        return run(self.base + list(args), what or "podman " + args[0], env=self.env)
+
+    def cleanup(self):
+        if self.name:
+            subprocess.run(self.base + ["rm", "-f", "-t", "0", self.name], env=self.env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=STEP_DEADLINE)
+        subprocess.run(self.base + ["rmi", "-a", "-f"], env=self.env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=STEP_DEADLINE)
+        unmount_under(self.work)
+
+
+def unmount_under(path):
+    """The overlay driver keeps its directory bind-mounted on itself (and a
+    container's layers and shm while it exists): unmount what is left
+    under path, deepest first, before it is removed."""
+    prefix = os.path.realpath(path) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [l.split()[4] for l in f]
+    for mnt in sorted((m for m in points if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+
+
+def limits():
+    # runc sets the container's hard limits from its parent and needs
+    # CAP_SYS_RESOURCE to raise one (podman's defaults are 1048576): stay
+    # below ours.
+    nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 4096)
+    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 4096)
+    return nofile, nproc
+
+
+def podman_chain(work, env, ctl_env, oohctl, criu_conf):
+    rootfs = os.path.join(work, "rootfs")
+    build_rootfs(rootfs)
+    tarball = os.path.join(work, "rootfs.tar")
+    subprocess.run(["tar", "-C", rootfs, "-cf", tarball, "."], check=True)
+    pm = Podman(work, env)
+    try:
+        pm("import", tarball, "localhost/ooh-redis:test", what="podman import of the rootfs")
+        data = os.path.join(work, "data")
+        os.makedirs(data)
+        nofile, nproc = limits()
+        pm.name = "ooh-redis-%d" % os.getpid()
+        pm("run", "-d", "--name", pm.name, "--network", "none",
+           "--annotation", "org.criu.config=" + criu_conf,
+           "--ulimit", "nofile=%d:%d" % (nofile, nofile),
+           "--ulimit", "nproc=%d:%d" % (nproc, nproc),
+           "-v", data + ":/data", "localhost/ooh-redis:test", *Redis.ARGV)
+        r = Redis(data)
+        wait_for(r.answers, "redis in the container to answer on " + r.sock)
+        r.load()
+        userdata = pm("inspect", "--format", "{{.StaticDir}}", pm.name).strip()
+
+        def host_pid():
+            return int(pm("inspect", "--format", "{{.State.Pid}}", pm.name).strip())
+        pid = host_pid()
+        log("redis runs in the container as pid %s (NSpid), pid %d here"
+            % (ns_pids(pid)[-1], pid))
+        if ns_pids(pid)[-1] == pid:
+            raise Failure("redis is not in a PID namespace of its own")
+
+        steps = []
+        for n in (1, 2):
+            r.quiesce()
+            t = time.monotonic()
+            out = pm("container", "checkpoint", "--pre-checkpoint", "--keep", "--print-stats",
+                     pm.name, what="podman container checkpoint --pre-checkpoint (%d)" % n)
+            st = podman_stats(out, userdata)
+            st["step_ms"] = (time.monotonic() - t) * 1000
+            check_ooh_log(os.path.join(userdata, "dump.log"), pid, first=n == 1)
+            # podman hands runc no parent for a pre-checkpoint: each is a
+            # full pre-dump, and --with-previous builds on the last one.
+            steps.append(("pre-checkpoint %d" % n, st, False))
+            report(steps[-1][0], st)
+            sess = check_oohd_session(oohctl, pid, ctl_env)
+            log("  oohd: %s" % json.dumps(sess, sort_keys=True))
+            r.modify()
+        r.quiesce()
+        expected = r.snapshot()
+        r.quiesce()
+        t = time.monotonic()
+        out = pm("container", "checkpoint", "--with-previous", "--keep", "--print-stats",
+                 pm.name, what="podman container checkpoint --with-previous")
+        st = podman_stats(out, userdata)
+        st["step_ms"] = (time.monotonic() - t) * 1000
+        check_ooh_log(os.path.join(userdata, "dump.log"), pid, first=False)
+        steps.append(("checkpoint", st, True))
+        report("checkpoint", st)
+        t = time.monotonic()
+        pm("container", "restore", "--keep", pm.name, what="podman container restore")
+        log("  restore        %.0f ms (podman container restore)" % ((time.monotonic() - t) * 1000))
+        log("  restored redis: " + r.verify(expected))
+        check_incremental(steps)
+        return steps
+    finally:
+        pm.cleanup()
+
+
+def podman_stats(out, userdata):
+    """CRIU's statistics of the step: podman's --print-stats prints some of
+    them; the pages taken from the parent images are only in the stats-dump
+    image runc leaves in the work directory (kept by --keep)."""
+    lines = out.splitlines()
+    try:
+        start = lines.index("{")
+        st = json.loads("\n".join(lines[start:]))["container_statistics"][0]["criu_statistics"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise Failure("no CRIU statistics in podman's output:\n" + out)
+    img = read_dump_stats(os.path.join(userdata, "stats-dump"))
+    if img["pages_written"] != st.get("pages_written", 0):
+        raise Failure("podman printed %s pages written, CRIU's stats-dump says %d"
+                      % (st.get("pages_written"), img["pages_written"]))
+    return img
+
+
+# ---- runc on an OCI bundle
+
+def runc_chain(work, env, ctl_env, oohctl, criu_conf):
+    bundle = os.path.join(work, "bundle")
+    os.makedirs(bundle)
+    rootfs = os.path.join(bundle, "rootfs")
+    build_rootfs(rootfs)
+    data = os.path.join(work, "data")
+    os.makedirs(data)
+    run(["runc", "spec", "--bundle", bundle], "runc spec", env=env)
+    cfgpath = os.path.join(bundle, "config.json")
+    with open(cfgpath) as f:
+        cfg = json.load(f)
+    nofile, nproc = limits()
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = Redis.ARGV
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile},
+                                 {"type": "RLIMIT_NPROC", "hard": nproc, "soft": nproc}]
+    cfg["root"]["readonly"] = False
+    cfg["mounts"].append({"destination": "/data", "type": "bind", "source": data,
+                          "options": ["rbind", "rw"]})
+    cfg["annotations"] = {"org.criu.config": criu_conf}
+    with open(cfgpath, "w") as f:
+        json.dump(cfg, f, indent=1)
+
+    state = os.path.join(work, "runc-state")
+    runc = ["runc", "--root", state]
+    name = "ooh-redis-%d" % os.getpid()
+    out = open(os.devnull, "w")
+    started = False
+    try:
+        # Detached, its stdio /dev/null (runc's own tests do the same: a
+        # file of our mount namespace can't be dumped from the container).
+        run(runc + ["run", "-d", "--bundle", bundle, "--pid-file", os.path.join(work, "pid"),
+                    name], "runc run", env=env, stdout=out)
+        started = True
+        r = Redis(data)
+        wait_for(r.answers, "redis in the container to answer on " + r.sock)
+        r.load()
+        pid = int(open(os.path.join(work, "pid")).read())
+        log("redis runs in the container as pid %s (NSpid), pid %d here"
+            % (ns_pids(pid)[-1], pid))
+        if ns_pids(pid)[-1] == pid:
+            raise Failure("redis is not in a PID namespace of its own")
+        without_ooh(runc + ["checkpoint", "--pre-dump"], name, work, env, criu_conf)
+        steps = []
+        for n in (1, 2):
+            r.quiesce()
+            img = os.path.join(work, "img", str(n))
+            args = ["checkpoint", "--pre-dump", "--image-path", img, "--work-path", img]
+            if n > 1:
+                args += ["--parent-path", "../%d" % (n - 1)]
+            t = time.monotonic()
+            run(runc + args + [name], "runc checkpoint --pre-dump (%d)" % n, env=env)
+            st = read_dump_stats(os.path.join(img, "stats-dump"))
+            st["step_ms"] = (time.monotonic() - t) * 1000
+            check_ooh_log(os.path.join(img, "dump.log"), pid, first=n == 1)
+            steps.append(("pre-dump %d" % n, st, n > 1))
+            report(steps[-1][0], st)
+            sess = check_oohd_session(oohctl, pid, ctl_env)
+            log("  oohd: %s" % json.dumps(sess, sort_keys=True))
+            r.modify()
+        r.quiesce()
+        expected = r.snapshot()
+        r.quiesce()
+        img = os.path.join(work, "img", "dump")
+        t = time.monotonic()
+        run(runc + ["checkpoint", "--image-path", img, "--work-path", img, "--parent-path",
+                    "../2", name], "runc checkpoint --parent-path", env=env)
+        st = read_dump_stats(os.path.join(img, "stats-dump"))
+        st["step_ms"] = (time.monotonic() - t) * 1000
+        check_ooh_log(os.path.join(img, "dump.log"), pid, first=False)
+        steps.append(("checkpoint", st, True))
+        report("checkpoint", st)
+        t = time.monotonic()
+        run(runc + ["restore", "-d", "--image-path", img, "--work-path", img, "--bundle", bundle,
+                    name], "runc restore", env=env, stdout=out)
+        log("  restore        %.0f ms (runc restore)" % ((time.monotonic() - t) * 1000))
+        log("  restored redis: " + r.verify(expected))
+        check_incremental(steps)
+        return steps
+    finally:
+        if started:
+            subprocess.run(runc + ["delete", "-f", name], env=env, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=STEP_DEADLINE)
+
+
+def without_ooh(cmd, name, work, env, criu_conf):
+    """The control: with the configuration file empty the same pre-dump is
+    refused on this kernel, and CRIU's error names --ooh (where soft-dirty
+    exists it would work without ooh: then say so and go on)."""
+    img = os.path.join(work, "img", "no-ooh")
+    with open(criu_conf, "w") as f:
+        f.write("# ooh\n")
+    try:
+        subprocess.run(cmd + ["--image-path", img, "--work-path", img, name], env=env,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=STEP_DEADLINE, check=True)
+        log("  without ooh in %s the pre-dump works here (the kernel has soft-dirty)"
+            % criu_conf)
+    except subprocess.CalledProcessError:
+        text = open(os.path.join(img, "dump.log"), errors="replace").read()
+        if "Use --ooh" not in text:
+            raise Failure("without ooh in %s the pre-dump failed, but not for want of "
+                          "--ooh:\n%s" % (criu_conf, tail(os.path.join(img, "dump.log"))))
+        log("  without ooh in %s: refused, CRIU says: %s" % (
+            criu_conf, [l for l in text.splitlines() if "Use --ooh" in l][0].split(": ", 1)[-1]))
+    finally:
+        with open(criu_conf, "w") as f:
+            f.write("ooh\n")
+
+
+def main():
+    if len(sys.argv) != 6 or sys.argv[1] not in ("podman", "runc"):
+        sys.exit("usage: containers_test.py podman|runc CRIU PLUGIN_SO OOHD OOHCTL")
+    mode = sys.argv[1]
+    if not all(sys.argv[2:]):
+        skip("missing build outputs (patched CRIU not built: see the CRIU part of meson's summary)")
+    criu, plugin, oohd, oohctl = (os.path.abspath(a) for a in sys.argv[2:])
+    if os.getuid() != 0:
+        skip("needs root (containers as root, CRIU dumps and restores them)")
+    for f in (criu, plugin, oohd, oohctl):
+        if not os.path.exists(f):
+            skip("missing build output " + f)
+    need = ["runc", "redis-server", "busybox", "ldd", "tar"] + (["podman"] if mode == "podman" else [])
+    for prog in need:
+        if not shutil.which(prog):
+            skip("%s is not installed (scripts/deps/containers.txt lists its package)" % prog)
+    if not busybox_is_static():
+        skip("busybox is not statically linked (install busybox-static)")
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("FAIL: terminated (Meson's timeout?)"))
+    work = tempfile.mkdtemp(prefix="ooh-containers-%s." % mode, dir="/var/tmp")
+    # What a user sets up: the patched criu first in PATH, `ooh` in the
+    # configuration file runc hands criu, oohd running. podman passes its
+    # runtime only PATH and XDG_RUNTIME_DIR, so the criu in PATH is a
+    # wrapper that points the build tree's criu at this test's oohd and
+    # plugin directory, standing in for an installed criu (whose default
+    # plugin directory holds ooh_plugin.so) and the system's oohd (on its
+    # default socket).
+    sock = os.path.join(work, "oohd.sock")
+    bindir = os.path.join(work, "bin")
+    os.makedirs(bindir)
+    with open(os.path.join(bindir, "criu"), "w") as f:
+        f.write("#!/bin/sh\nOOH_SOCKET=%s CRIU_LIBS_DIR=%s exec %s \"$@\"\n"
+                % (sock, os.path.dirname(plugin), criu))
+    os.chmod(os.path.join(bindir, "criu"), 0o755)
+    criu_conf = os.path.join(work, "runc.conf")
+    with open(criu_conf, "w") as f:
+        f.write("ooh\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MALLOC_PERTURB_", "CRIU_FAULT", "CRIU_CONFIG_FILE", "CRIU_LIBS_DIR",
+                        "OOH_SOCKET")}
+    env["PATH"] = bindir + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    # For oohctl only.
+    ctl_env = dict(env, OOH_SOCKET=sock)
+    daemon = subprocess.Popen([oohd, "--socket", sock, "--foreground", "--log-level", "info"],
+                              stdout=open(os.path.join(work, "oohd.log"), "w"),
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: os.path.exists(sock), "oohd's socket")
+        log("criu: %s (through PATH), plugins in %s; %s: %s"
+            % (criu, os.path.dirname(plugin), criu_conf, open(criu_conf).read().strip()))
+        steps = (podman_chain if mode == "podman" else runc_chain)(work, env, ctl_env, oohctl, criu_conf)
+        log("")
+        log("%-16s | %13s | %15s | %11s | %9s | %10s" % (
+            "step", "pages written", "pages in parent", "freezing ms", "frozen ms", "command ms"))
+        for name, st, _ in steps:
+            log("%-16s | %13d | %15d | %11.1f | %9.1f | %10.0f" % (
+                name, st["pages_written"], st["pages_parent"], st["freezing_us"] / 1000,
+                st["frozen_us"] / 1000, st["step_ms"]))
+        log("")
+        log("PASS: %s container pre-checkpointed twice and checkpointed through ooh, "
+            "restored with its data" % mode)
+    except Failure as e:
+        print("FAIL: %s" % e)
+        print("---- oohd log (last lines):\n" + tail(os.path.join(work, "oohd.log")))
+        if os.environ.get("KEEP_TMP") is None:
+            print("(KEEP_TMP=1 keeps %s)" % work)
+        sys.exit(1)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        if os.environ.get("KEEP_TMP"):
+            print("kept " + work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
