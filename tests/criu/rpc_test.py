@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # The ooh option over CRIU's RPC (criu swrk, images/rpc.proto): a pre-dump and
 # a dump on top of it with opts.ooh set go through ooh_plugin.so and oohd; the
-# same pre-dump without it is refused on a kernel without soft-dirty.
+# same pre-dump without it is refused on a kernel without soft-dirty. The
+# mem_track feature check runc sends before a pre-dump (without options)
+# says yes while the plugin can track (oohd answers), no without oohd.
 #
 # usage: rpc_test.py CRIU_SOURCE_DIR_FILE CRIU PLUGIN_SO OOHD
 # Exit 77 (skip) without root or without the pieces.
@@ -159,6 +161,36 @@ def main():
             with open(os.path.join(d, kind + ".log")) as f:
                 return ok, f.read()
 
+        def feature_mem_track():
+            """runc's question before a pre-dump: a FEATURE_CHECK of
+            mem_track without options (patch 0010)."""
+            c = pycriu.criu()
+            c.use_binary(os.path.abspath(criu))
+            req = pycriu.rpc.criu_req()
+            req.type = pycriu.rpc.FEATURE_CHECK
+            req.features.mem_track = True
+            signal.signal(signal.SIGALRM, on_alarm)
+            signal.alarm(DEADLINE)
+            try:
+                resp = c._send_req_and_recv_resp(req)
+            except Hung:
+                fail("RPC feature check: no answer within %d s, killed criu" % DEADLINE)
+            finally:
+                signal.alarm(0)
+            if not resp.success:
+                fail("RPC feature check failed: %s" % resp)
+            return resp.features.mem_track
+
+        if not feature_mem_track():
+            fail("RPC feature check: mem_track false with ooh_plugin.so loadable and oohd "
+                 "running (runc would refuse its pre-dumps)")
+        os.environ["OOH_SOCKET"] = os.path.join(work, "no-oohd.sock")
+        if feature_mem_track() and "Dirty track supported" not in subprocess.run(
+                [criu, "check", "--feature", "mem_dirty_track", "-v4"],
+                capture_output=True, text=True).stdout:
+            fail("RPC feature check: mem_track true without oohd on a kernel without soft-dirty")
+        os.environ["OOH_SOCKET"] = sock
+
         ok, log = request("pre-dump", "nosd", None)
         if ok and "Dirty track supported" not in log:
             fail("RPC pre-dump without ooh succeeded on a kernel without soft-dirty")
@@ -171,7 +203,8 @@ def main():
         ok, log = request("dump", "2", True, parent="../1")
         if not ok or "ooh: %d is tracked by oohd" % target.pid not in log:
             fail("RPC dump with ooh on top of the pre-dump failed:\n" + log[-3000:])
-        print("PASS: opts.ooh over RPC: pre-dump and dump went through ooh_plugin.so")
+        print("PASS: opts.ooh over RPC: pre-dump and dump went through ooh_plugin.so; "
+              "the mem_track feature check follows oohd")
     finally:
         target.kill()
         daemon.terminate()
