@@ -12,23 +12,29 @@
 #   runc:   runc checkpoint --pre-dump x2, runc checkpoint --parent-path,
 #           runc restore
 #
-# The runtimes find the patched criu in PATH and read `ooh` from the CRIU
-# configuration file runc passes over RPC: /etc/criu/runc.conf by default,
-# here a private one named by the container's org.criu.config annotation
-# (runc's own per-container override), so that the machine's /etc is never
-# touched. oohd runs on a private socket ($OOH_SOCKET, inherited by
-# podman, runc and criu).
+# The machine is set up as the README's "Containers" section tells a user
+# to, in a mount namespace of the test's own, so that nothing of it
+# outlives the test: the project installed (`meson install` of this build
+# over an overlay of its prefix, ldconfig), the patched criu linked into
+# PATH as `criu`, `ooh` in /etc/criu/runc.conf (an overlay of /etc), oohd
+# on its default socket /run/oohd/oohd.sock (an overlay of /run). No
+# environment variable, no runtime option: podman passes its runtime only
+# PATH anyway. podman's storage and state are the test's own too.
 #
 # Asserted besides the restore: every step went through ooh_plugin.so and
 # oohd (CRIU's log of the step names the plugin tracking the container's
-# process, and oohd has a session for it, seen by its pid in our PID
-# namespace while redis is pid 1 in its own), and the pre-dumps are
-# incremental (pre-dump 2 and the final dump write fewer pages than
-# pre-dump 1). Pages written and freeze/frozen times of every step are
-# printed.
+# process by its pid in our PID namespace, while redis is pid 1 in its own;
+# oohd has a session for that pid with one collect per dump so far); steps
+# taken on top of parent images write fewer pages than the first pre-dump
+# and take pages from the parent; with runc.conf emptied the runc pre-dump
+# is refused with CRIU's error naming --ooh. Pages written, freezing and
+# frozen times and each command's time are printed per step.
 #
-# usage: containers_test.py podman|runc CRIU PLUGIN_SO OOHD OOHCTL
-# Exit 77 (skip) without root, the build outputs or the programs.
+# usage: containers_test.py podman|runc CRIU MESON BUILD_ROOT PREFIX
+#                           LIBEXECDIR SBINDIR BINDIR
+# CRIU (the build's patched criu, '' when not built) only decides the skip.
+# Exit 77 (skip) without root, the patched CRIU or the programs.
+import ctypes
 import json
 import os
 import random
@@ -325,15 +331,18 @@ def ns_pids(pid):
     return [pid]
 
 
-def check_oohd_session(oohctl, pid, ctl_env):
-    """oohd has a session for the container's process (seen by its pid in
-    oohd's PID namespace) and has collected from it."""
-    out = run([oohctl, "stats", str(pid), "--json"], "oohctl stats %d" % pid, env=ctl_env)
+def check_oohd_session(oohctl, pid, env, collects):
+    """oohd tracks the container's process (by its pid in oohd's PID
+    namespace) and has collected from it once per dump so far."""
+    out = run([oohctl, "stats", str(pid), "--json"], "oohctl stats %d" % pid, env=env)
     try:
         st = json.loads(out)
     except ValueError:
         raise Failure("oohctl stats %d: not JSON: %s" % (pid, out))
-    return st
+    log("  oohd: %s" % json.dumps(st, sort_keys=True))
+    if st.get("pid") != pid or not st.get("alive") or st.get("collects") != collects:
+        raise Failure("oohd's session of pid %d after %d dumps: %s (expected %d collects)"
+                      % (pid, collects, out.strip(), collects))
 
 
 def report(name, st):
@@ -402,7 +411,7 @@ def limits():
     return nofile, nproc
 
 
-def podman_chain(work, env, ctl_env, oohctl, criu_conf):
+def podman_chain(work, env, oohctl):
     rootfs = os.path.join(work, "rootfs")
     build_rootfs(rootfs)
     tarball = os.path.join(work, "rootfs.tar")
@@ -415,7 +424,6 @@ def podman_chain(work, env, ctl_env, oohctl, criu_conf):
         nofile, nproc = limits()
         pm.name = "ooh-redis-%d" % os.getpid()
         pm("run", "-d", "--name", pm.name, "--network", "none",
-           "--annotation", "org.criu.config=" + criu_conf,
            "--ulimit", "nofile=%d:%d" % (nofile, nofile),
            "--ulimit", "nproc=%d:%d" % (nproc, nproc),
            "-v", data + ":/data", "localhost/ooh-redis:test", *Redis.ARGV)
@@ -445,8 +453,7 @@ def podman_chain(work, env, ctl_env, oohctl, criu_conf):
             # full pre-dump, and --with-previous builds on the last one.
             steps.append(("pre-checkpoint %d" % n, st, False))
             report(steps[-1][0], st)
-            sess = check_oohd_session(oohctl, pid, ctl_env)
-            log("  oohd: %s" % json.dumps(sess, sort_keys=True))
+            check_oohd_session(oohctl, pid, env, n)
             r.modify()
         r.quiesce()
         expected = r.snapshot()
@@ -488,7 +495,7 @@ def podman_stats(out, userdata):
 
 # ---- runc on an OCI bundle
 
-def runc_chain(work, env, ctl_env, oohctl, criu_conf):
+def runc_chain(work, env, oohctl):
     bundle = os.path.join(work, "bundle")
     os.makedirs(bundle)
     rootfs = os.path.join(bundle, "rootfs")
@@ -507,7 +514,6 @@ def runc_chain(work, env, ctl_env, oohctl, criu_conf):
     cfg["root"]["readonly"] = False
     cfg["mounts"].append({"destination": "/data", "type": "bind", "source": data,
                           "options": ["rbind", "rw"]})
-    cfg["annotations"] = {"org.criu.config": criu_conf}
     with open(cfgpath, "w") as f:
         json.dump(cfg, f, indent=1)
 
@@ -530,7 +536,7 @@ def runc_chain(work, env, ctl_env, oohctl, criu_conf):
             % (ns_pids(pid)[-1], pid))
         if ns_pids(pid)[-1] == pid:
             raise Failure("redis is not in a PID namespace of its own")
-        without_ooh(runc + ["checkpoint", "--pre-dump"], name, work, env, criu_conf)
+        without_ooh(runc + ["checkpoint", "--pre-dump"], name, work, env)
         steps = []
         for n in (1, 2):
             r.quiesce()
@@ -545,8 +551,7 @@ def runc_chain(work, env, ctl_env, oohctl, criu_conf):
             check_ooh_log(os.path.join(img, "dump.log"), pid, first=n == 1)
             steps.append(("pre-dump %d" % n, st, n > 1))
             report(steps[-1][0], st)
-            sess = check_oohd_session(oohctl, pid, ctl_env)
-            log("  oohd: %s" % json.dumps(sess, sort_keys=True))
+            check_oohd_session(oohctl, pid, env, n)
             r.modify()
         r.quiesce()
         expected = r.snapshot()
@@ -574,10 +579,11 @@ def runc_chain(work, env, ctl_env, oohctl, criu_conf):
                            timeout=STEP_DEADLINE)
 
 
-def without_ooh(cmd, name, work, env, criu_conf):
-    """The control: with the configuration file empty the same pre-dump is
-    refused on this kernel, and CRIU's error names --ooh (where soft-dirty
-    exists it would work without ooh: then say so and go on)."""
+def without_ooh(cmd, name, work, env):
+    """The control: with runc.conf emptied the same pre-dump is refused on
+    this kernel, and CRIU's error names --ooh (where soft-dirty exists it
+    would work without ooh: then say so and go on)."""
+    criu_conf = RUNC_CONF
     img = os.path.join(work, "img", "no-ooh")
     with open(criu_conf, "w") as f:
         f.write("# ooh\n")
@@ -599,20 +605,61 @@ def without_ooh(cmd, name, work, env, criu_conf):
             f.write("ooh\n")
 
 
+def overlay(path, work, name, lowers=()):
+    """path, writable in this mount namespace only: an overlay of it (under
+    the given extra lower directories) whose changes go to work."""
+    d = os.path.join(work, "overlay", name)
+    os.makedirs(os.path.join(d, "upper"))
+    os.makedirs(os.path.join(d, "work"))
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    "lowerdir=%s,upperdir=%s/upper,workdir=%s/work"
+                    % (":".join(list(lowers) + [path]), d, d), path], check=True)
+    return path
+
+
+def private_machine(work, meson, build, prefix, dirs):
+    """The machine as a user sets it up, in a mount namespace of our own
+    (nothing of it outlives the test): the project installed (meson install,
+    ldconfig), the patched criu linked first in PATH, `ooh` in
+    /etc/criu/runc.conf, oohd on its default socket. Returns the PATH."""
+    dest = os.path.join(work, "dest")
+    r = subprocess.run([meson, "install", "-C", build, "--no-rebuild", "--quiet",
+                        "--destdir", dest], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Failure("meson install --destdir %s failed:\n%s%s" % (dest, r.stdout, r.stderr))
+    # Python 3.11 has no os.unshare; we have no threads (CLONE_NEWNS needs that).
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x00020000) != 0:
+        raise Failure("unshare(CLONE_NEWNS): %s" % os.strerror(ctypes.get_errno()))
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    mounts = [overlay(prefix, work, "prefix", [dest + prefix]), overlay("/etc", work, "etc"),
+              overlay("/run", work, "run")]
+    # The user's steps (README, "Containers").
+    subprocess.run(["ldconfig"], check=True)
+    sbin = os.path.join(prefix, dirs["sbindir"])
+    os.makedirs(sbin, exist_ok=True)
+    os.symlink(os.path.join(prefix, dirs["libexecdir"], "ooh", "criu"), os.path.join(sbin, "criu"))
+    os.makedirs("/etc/criu", exist_ok=True)
+    with open(RUNC_CONF, "w") as f:
+        f.write("ooh\n")
+    return mounts, sbin + ":" + os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+RUNC_CONF = "/etc/criu/runc.conf"
+
+
 def main():
-    if len(sys.argv) != 6 or sys.argv[1] not in ("podman", "runc"):
-        sys.exit("usage: containers_test.py podman|runc CRIU PLUGIN_SO OOHD OOHCTL")
-    mode = sys.argv[1]
-    if not all(sys.argv[2:]):
+    if len(sys.argv) != 9 or sys.argv[1] not in ("podman", "runc"):
+        sys.exit("usage: containers_test.py podman|runc CRIU MESON BUILD_ROOT PREFIX "
+                 "LIBEXECDIR SBINDIR BINDIR")
+    mode, criu, meson, build, prefix = sys.argv[1:6]
+    dirs = dict(zip(("libexecdir", "sbindir", "bindir"), sys.argv[6:9]))
+    if not criu:
         skip("missing build outputs (patched CRIU not built: see the CRIU part of meson's summary)")
-    criu, plugin, oohd, oohctl = (os.path.abspath(a) for a in sys.argv[2:])
     if os.getuid() != 0:
         skip("needs root (containers as root, CRIU dumps and restores them)")
-    for f in (criu, plugin, oohd, oohctl):
-        if not os.path.exists(f):
-            skip("missing build output " + f)
-    need = ["runc", "redis-server", "busybox", "ldd", "tar"] + (["podman"] if mode == "podman" else [])
-    for prog in need:
+    need = ["runc", "redis-server", "busybox", "ldd", "tar", "ldconfig"]
+    for prog in need + (["podman"] if mode == "podman" else []):
         if not shutil.which(prog):
             skip("%s is not installed (scripts/deps/containers.txt lists its package)" % prog)
     if not busybox_is_static():
@@ -620,37 +667,25 @@ def main():
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("FAIL: terminated (Meson's timeout?)"))
     work = tempfile.mkdtemp(prefix="ooh-containers-%s." % mode, dir="/var/tmp")
-    # What a user sets up: the patched criu first in PATH, `ooh` in the
-    # configuration file runc hands criu, oohd running. podman passes its
-    # runtime only PATH and XDG_RUNTIME_DIR, so the criu in PATH is a
-    # wrapper that points the build tree's criu at this test's oohd and
-    # plugin directory, standing in for an installed criu (whose default
-    # plugin directory holds ooh_plugin.so) and the system's oohd (on its
-    # default socket).
-    sock = os.path.join(work, "oohd.sock")
-    bindir = os.path.join(work, "bin")
-    os.makedirs(bindir)
-    with open(os.path.join(bindir, "criu"), "w") as f:
-        f.write("#!/bin/sh\nOOH_SOCKET=%s CRIU_LIBS_DIR=%s exec %s \"$@\"\n"
-                % (sock, os.path.dirname(plugin), criu))
-    os.chmod(os.path.join(bindir, "criu"), 0o755)
-    criu_conf = os.path.join(work, "runc.conf")
-    with open(criu_conf, "w") as f:
-        f.write("ooh\n")
     env = {k: v for k, v in os.environ.items()
            if k not in ("MALLOC_PERTURB_", "CRIU_FAULT", "CRIU_CONFIG_FILE", "CRIU_LIBS_DIR",
                         "OOH_SOCKET")}
-    env["PATH"] = bindir + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    # For oohctl only.
-    ctl_env = dict(env, OOH_SOCKET=sock)
-    daemon = subprocess.Popen([oohd, "--socket", sock, "--foreground", "--log-level", "info"],
-                              stdout=open(os.path.join(work, "oohd.log"), "w"),
-                              stderr=subprocess.STDOUT)
+    mounts = []
+    daemon = None
     try:
-        wait_for(lambda: os.path.exists(sock), "oohd's socket")
-        log("criu: %s (through PATH), plugins in %s; %s: %s"
-            % (criu, os.path.dirname(plugin), criu_conf, open(criu_conf).read().strip()))
-        steps = (podman_chain if mode == "podman" else runc_chain)(work, env, ctl_env, oohctl, criu_conf)
+        mounts, env["PATH"] = private_machine(work, meson, build, prefix, dirs)
+        oohd = os.path.join(sbin_of(prefix, dirs), "oohd")
+        oohctl = os.path.join(prefix, dirs["bindir"], "oohctl")
+        os.makedirs("/run/oohd", exist_ok=True)
+        daemon = subprocess.Popen([oohd, "--foreground", "--log-level", "info"], env=env,
+                                  stdout=open(os.path.join(work, "oohd.log"), "w"),
+                                  stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists("/run/oohd/oohd.sock"), "oohd's socket")
+        log("criu in PATH: %s -> %s; %s: %s; oohd on /run/oohd/oohd.sock (all in a mount "
+            "namespace of the test's own)" % (shutil.which("criu", path=env["PATH"]),
+                                              os.path.realpath(shutil.which("criu", path=env["PATH"])),
+                                              RUNC_CONF, open(RUNC_CONF).read().strip()))
+        steps = (podman_chain if mode == "podman" else runc_chain)(work, env, oohctl)
         log("")
         log("%-16s | %13s | %15s | %11s | %9s | %10s" % (
             "step", "pages written", "pages in parent", "freezing ms", "frozen ms", "command ms"))
@@ -664,16 +699,22 @@ def main():
     except Failure as e:
         print("FAIL: %s" % e)
         print("---- oohd log (last lines):\n" + tail(os.path.join(work, "oohd.log")))
-        if os.environ.get("KEEP_TMP") is None:
-            print("(KEEP_TMP=1 keeps %s)" % work)
         sys.exit(1)
     finally:
-        daemon.terminate()
-        daemon.wait()
+        if daemon:
+            daemon.terminate()
+            daemon.wait()
+        unmount_under(work)
+        for m in reversed(mounts):
+            subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)
         if os.environ.get("KEEP_TMP"):
             print("kept " + work)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def sbin_of(prefix, dirs):
+    return os.path.join(prefix, dirs["sbindir"])
 
 
 if __name__ == "__main__":
