@@ -518,13 +518,15 @@ def runc_chain(work, env, oohctl):
         json.dump(cfg, f, indent=1)
 
     state = os.path.join(work, "runc-state")
-    runc = ["runc", "--root", state]
+    # runc's own errors go to --log: its stdio is the container's.
+    runc_log = os.path.join(work, "runc.log")
+    runc = ["runc", "--root", state, "--log", runc_log]
     name = "ooh-redis-%d" % os.getpid()
-    out = open(os.devnull, "w")
+    out = subprocess.DEVNULL
     started = False
     try:
-        # Detached, its stdio /dev/null (runc's own tests do the same: a
-        # file of our mount namespace can't be dumped from the container).
+        # Detached, its stdio /dev/null: CRIU can't dump a file of ours
+        # that is outside the container's mounts.
         run(runc + ["run", "-d", "--bundle", bundle, "--pid-file", os.path.join(work, "pid"),
                     name], "runc run", env=env, stdout=out)
         started = True
@@ -572,6 +574,8 @@ def runc_chain(work, env, oohctl):
         log("  restored redis: " + r.verify(expected))
         check_incremental(steps)
         return steps
+    except Failure as e:
+        raise Failure("%s\nlast lines of %s:\n%s" % (e, runc_log, tail(runc_log)))
     finally:
         if started:
             subprocess.run(runc + ["delete", "-f", name], env=env, stdin=subprocess.DEVNULL,
