@@ -123,6 +123,27 @@ static int read_proc_stat(int pid, char *state, uint64_t *start_time)
 	return ooh_parse_proc_stat(line, state, start_time);
 }
 
+/* Whether this criu process is pid's tracer (it seized it already). */
+static bool traced_by_criu(int pid)
+{
+	char path[64], line[256];
+	bool ours = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "TracerPid:", 10) == 0) {
+			ours = atoi(line + 10) == getpid();
+			break;
+		}
+	}
+	fclose(f);
+	return ours;
+}
+
 static int ooh_track_mem(int pid)
 {
 	struct ooh_task *t;
@@ -172,6 +193,19 @@ static int ooh_track_mem(int pid)
 		 */
 		pr_warn("oohd can't track %d now (%s): its pages are dumped in full\n", pid,
 			ooh_last_error(ooh.client));
+		t->untracked = true;
+		return 0;
+	}
+	if (ret == -EBUSY && traced_by_criu(pid)) {
+		/*
+		 * Seized by this criu before it could be tracked: with
+		 * --freeze-cgroup, a task forked into the cgroup after CRIU
+		 * let plugins track its processes and before the freeze. No
+		 * history for it: every page of it is dumped.
+		 */
+		pr_warn("%d was seized before oohd could track it (forked while the cgroup was "
+			"being frozen?): its pages are dumped in full\n",
+			pid);
 		t->untracked = true;
 		return 0;
 	}
