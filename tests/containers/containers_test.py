@@ -23,7 +23,8 @@
 #
 # Asserted besides the restore: every step went through ooh_plugin.so and
 # oohd (CRIU's log of the step names the plugin tracking the container's
-# process by its pid in our PID namespace, while redis is pid 1 in its own;
+# tasks (a shell as pid 1 and redis, its child) by their pids in our PID
+# namespace;
 # oohd has a session for that pid with one collect per dump so far); steps
 # taken on top of parent images write fewer pages than the first pre-dump
 # and take pages from the parent; with runc.conf emptied the runc pre-dump
@@ -39,6 +40,7 @@ import json
 import os
 import random
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -166,9 +168,12 @@ class Redis:
         self.rng = random.Random(11)
         self.gen = 0
 
-    # Inside the container: the directory is mounted at /data.
-    ARGV = ["/usr/bin/redis-server", "--port", "0", "--unixsocket", "/data/redis.sock",
-            "--save", "", "--appendonly", "no", "--enable-debug-command", "local"]
+    # Inside the container (the directory is mounted at /data): a shell as
+    # pid 1, as a container's init or entrypoint script, and redis as its
+    # child, so that the dumps have a tree of two tasks to track.
+    ARGV = ["/bin/sh", "-c", shlex.join([
+        "/usr/bin/redis-server", "--port", "0", "--unixsocket", "/data/redis.sock",
+        "--save", "", "--appendonly", "no", "--enable-debug-command", "local"]) + " & wait"]
 
     def answers(self):
         try:
@@ -303,9 +308,9 @@ def read_dump_stats(path):
             "pages_parent": dump.get(6, 0), "pages_written": dump.get(7, 0)}
 
 
-def check_ooh_log(logpath, host_pid, first):
-    """The step went through the plugin: CRIU's log names it tracking the
-    container's process by our pid for it."""
+def check_ooh_log(logpath, host_pids, first):
+    """The step went through the plugin: CRIU's log names it tracking each
+    of the container's tasks by our pid for it."""
     try:
         text = open(logpath, errors="replace").read()
     except OSError as e:
@@ -316,11 +321,27 @@ def check_ooh_log(logpath, host_pid, first):
     for line in text.splitlines():
         if "Error" in line and ("ooh: " in line or "mem.c" in line or "in parent" in line):
             raise Failure("%s: a memory tracking error: %s" % (logpath, line.strip()))
-    want = ("started tracking %d " % host_pid) if first else ("%d is tracked by oohd as" % host_pid)
-    if want not in text:
-        found = [l.strip() for l in text.splitlines() if "ooh: " in l][:5]
-        raise Failure("%s: expected the plugin to log '%s...'; its lines:\n%s"
-                      % (logpath, want, "\n".join(found)))
+    for pid in host_pids:
+        want = ("started tracking %d " % pid) if first else ("%d is tracked by oohd as" % pid)
+        if want not in text:
+            found = [l.strip() for l in text.splitlines() if "ooh: " in l][:8]
+            raise Failure("%s: expected the plugin to log '%s...'; its lines:\n%s"
+                          % (logpath, want, "\n".join(found)))
+
+
+def container_tasks(init_pid):
+    """The container's tasks by our pids: its init (the shell) and redis."""
+    def children():
+        with open("/proc/%d/task/%d/children" % (init_pid, init_pid)) as f:
+            return [int(c) for c in f.read().split()]
+    wait_for(lambda: children(), "the container's shell to start redis")
+    pids = [init_pid] + children()
+    for pid in pids:
+        log("  task %d here is pid %d in the container" % (pid, ns_pids(pid)[-1]))
+    if ns_pids(init_pid)[-1] != 1:
+        raise Failure("the container's init (pid %d here) is not pid 1 in a PID namespace "
+                      "of its own: NSpid %s" % (init_pid, ns_pids(init_pid)))
+    return pids
 
 
 def ns_pids(pid):
@@ -432,13 +453,8 @@ def podman_chain(work, env, oohctl):
         r.load()
         userdata = pm("inspect", "--format", "{{.StaticDir}}", pm.name).strip()
 
-        def host_pid():
-            return int(pm("inspect", "--format", "{{.State.Pid}}", pm.name).strip())
-        pid = host_pid()
-        log("redis runs in the container as pid %s (NSpid), pid %d here"
-            % (ns_pids(pid)[-1], pid))
-        if ns_pids(pid)[-1] == pid:
-            raise Failure("redis is not in a PID namespace of its own")
+        pids = container_tasks(int(pm("inspect", "--format", "{{.State.Pid}}",
+                                      pm.name).strip()))
 
         steps = []
         for n in (1, 2):
@@ -448,12 +464,13 @@ def podman_chain(work, env, oohctl):
                      pm.name, what="podman container checkpoint --pre-checkpoint (%d)" % n)
             st = podman_stats(out, userdata)
             st["step_ms"] = (time.monotonic() - t) * 1000
-            check_ooh_log(os.path.join(userdata, "dump.log"), pid, first=n == 1)
+            check_ooh_log(os.path.join(userdata, "dump.log"), pids, first=n == 1)
             # podman hands runc no parent for a pre-checkpoint: each is a
             # full pre-dump, and --with-previous builds on the last one.
             steps.append(("pre-checkpoint %d" % n, st, False))
             report(steps[-1][0], st)
-            check_oohd_session(oohctl, pid, env, n)
+            for pid in pids:
+                check_oohd_session(oohctl, pid, env, n)
             r.modify()
         r.quiesce()
         expected = r.snapshot()
@@ -463,7 +480,7 @@ def podman_chain(work, env, oohctl):
                  pm.name, what="podman container checkpoint --with-previous")
         st = podman_stats(out, userdata)
         st["step_ms"] = (time.monotonic() - t) * 1000
-        check_ooh_log(os.path.join(userdata, "dump.log"), pid, first=False)
+        check_ooh_log(os.path.join(userdata, "dump.log"), pids, first=False)
         steps.append(("checkpoint", st, True))
         report("checkpoint", st)
         t = time.monotonic()
@@ -533,11 +550,7 @@ def runc_chain(work, env, oohctl):
         r = Redis(data)
         wait_for(r.answers, "redis in the container to answer on " + r.sock)
         r.load()
-        pid = int(open(os.path.join(work, "pid")).read())
-        log("redis runs in the container as pid %s (NSpid), pid %d here"
-            % (ns_pids(pid)[-1], pid))
-        if ns_pids(pid)[-1] == pid:
-            raise Failure("redis is not in a PID namespace of its own")
+        pids = container_tasks(int(open(os.path.join(work, "pid")).read()))
         without_ooh(runc + ["checkpoint", "--pre-dump"], name, work, env)
         steps = []
         for n in (1, 2):
@@ -550,10 +563,11 @@ def runc_chain(work, env, oohctl):
             run(runc + args + [name], "runc checkpoint --pre-dump (%d)" % n, env=env)
             st = read_dump_stats(os.path.join(img, "stats-dump"))
             st["step_ms"] = (time.monotonic() - t) * 1000
-            check_ooh_log(os.path.join(img, "dump.log"), pid, first=n == 1)
+            check_ooh_log(os.path.join(img, "dump.log"), pids, first=n == 1)
             steps.append(("pre-dump %d" % n, st, n > 1))
             report(steps[-1][0], st)
-            check_oohd_session(oohctl, pid, env, n)
+            for pid in pids:
+                check_oohd_session(oohctl, pid, env, n)
             r.modify()
         r.quiesce()
         expected = r.snapshot()
@@ -564,7 +578,7 @@ def runc_chain(work, env, oohctl):
                     "../2", name], "runc checkpoint --parent-path", env=env)
         st = read_dump_stats(os.path.join(img, "stats-dump"))
         st["step_ms"] = (time.monotonic() - t) * 1000
-        check_ooh_log(os.path.join(img, "dump.log"), pid, first=False)
+        check_ooh_log(os.path.join(img, "dump.log"), pids, first=False)
         steps.append(("checkpoint", st, True))
         report("checkpoint", st)
         t = time.monotonic()
