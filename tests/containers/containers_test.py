@@ -21,13 +21,12 @@
 # environment variable, no runtime option: podman passes its runtime only
 # PATH anyway. podman's storage and state are the test's own too.
 #
+# The container runs a shell as its pid 1 and redis as the shell's child.
 # Asserted besides the restore: every step went through ooh_plugin.so and
-# oohd (CRIU's log of the step names the plugin tracking the container's
-# tasks (a shell as pid 1 and redis, its child) by their pids in our PID
-# namespace;
-# oohd has a session for that pid with one collect per dump so far); steps
-# taken on top of parent images write fewer pages than the first pre-dump
-# and take pages from the parent; with runc.conf emptied the runc pre-dump
+# oohd (CRIU's log of the step names the plugin tracking both tasks by
+# their pids in our PID namespace, and oohd has a session for each with
+# one collect per dump so far); steps taken on top of parent images write
+# fewer pages than the first pre-dump and take pages from the parent; with runc.conf emptied the runc pre-dump
 # is refused with CRIU's error naming --ooh. Pages written, freezing and
 # frozen times and each command's time are printed per step.
 #
@@ -286,23 +285,25 @@ def decode_varints(buf):
     return fields
 
 
+IMG_SERVICE_MAGIC = 0x55105940  # criu/include/magic.h
+STATS_MAGIC = 0x57093306
+
+
 def read_dump_stats(path):
-    """CRIU's stats-dump image (images/stats.proto): a magic, then one
-    length-prefixed stats_entry whose field 1 is dump_stats_entry."""
+    """CRIU's stats-dump image: the service magic, the stats magic, then
+    one length-prefixed stats_entry (images/stats.proto) whose field 1 is
+    the dump_stats_entry."""
     with open(path, "rb") as f:
         data = f.read()
-    # A service image: one magic word (no common magic), then the entry.
-    for off in (4, 8):
-        try:
-            n = struct.unpack_from("<I", data, off)[0]
-            if off + 4 + n != len(data):
-                continue
-            dump = decode_varints(decode_varints(data[off + 4:])[1])
-            break
-        except (struct.error, IndexError, KeyError):
-            continue
-    else:
-        raise Failure("can't read CRIU's statistics in " + path)
+    try:
+        magics = struct.unpack_from("<II", data, 0)
+        n = struct.unpack_from("<I", data, 8)[0]
+        if magics != (IMG_SERVICE_MAGIC, STATS_MAGIC) or 12 + n != len(data):
+            raise ValueError("magics %#x %#x, entry of %d bytes in a file of %d"
+                             % (magics[0], magics[1], n, len(data)))
+        dump = decode_varints(decode_varints(data[12:])[1])
+    except (struct.error, IndexError, KeyError, ValueError, Failure) as e:
+        raise Failure("can't read CRIU's statistics in %s: %s" % (path, e))
     return {"freezing_us": dump.get(1, 0), "frozen_us": dump.get(2, 0),
             "memdump_us": dump.get(3, 0), "pages_scanned": dump.get(5, 0),
             "pages_parent": dump.get(6, 0), "pages_written": dump.get(7, 0)}
@@ -692,7 +693,7 @@ def main():
     daemon = None
     try:
         mounts, env["PATH"] = private_machine(work, meson, build, prefix, dirs)
-        oohd = os.path.join(sbin_of(prefix, dirs), "oohd")
+        oohd = os.path.join(prefix, dirs["sbindir"], "oohd")
         oohctl = os.path.join(prefix, dirs["bindir"], "oohctl")
         os.makedirs("/run/oohd", exist_ok=True)
         daemon = subprocess.Popen([oohd, "--foreground", "--log-level", "info"], env=env,
@@ -729,10 +730,6 @@ def main():
             print("kept " + work)
         else:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def sbin_of(prefix, dirs):
-    return os.path.join(prefix, dirs["sbindir"])
 
 
 if __name__ == "__main__":
