@@ -19,7 +19,8 @@
 # PATH as `criu`, `ooh` in /etc/criu/runc.conf (an overlay of /etc), oohd
 # on its default socket /run/oohd/oohd.sock (an overlay of /run). No
 # environment variable, no runtime option: podman passes its runtime only
-# PATH anyway. podman's storage and state are the test's own too.
+# PATH anyway. podman's storage and state are the test's own too, and
+# /var/lib (its blob cache) an overlay.
 #
 # The container runs a shell as its pid 1 and redis as the shell's child.
 # Asserted besides the restore: every step went through ooh_plugin.so and
@@ -651,8 +652,10 @@ def private_machine(work, meson, build, prefix, dirs):
     if libc.unshare(0x00020000) != 0:
         raise Failure("unshare(CLONE_NEWNS): %s" % os.strerror(ctypes.get_errno()))
     subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    # /var/lib: podman keeps a blob cache in /var/lib/containers whatever
+    # its --root.
     mounts = [overlay(prefix, work, "prefix", [dest + prefix]), overlay("/etc", work, "etc"),
-              overlay("/run", work, "run")]
+              overlay("/run", work, "run"), overlay("/var/lib", work, "varlib")]
     # The user's steps (README, "Containers").
     subprocess.run(["ldconfig"], check=True)
     sbin = os.path.join(prefix, dirs["sbindir"])
