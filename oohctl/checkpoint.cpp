@@ -7,12 +7,12 @@
 // written, the dirty rate and the freeze time (CRIU's --display-stats).
 // Every step (each criu run, the verify command) has a deadline
 // (criu_step.h); a killed or failed step leaves the target running, never
-// stopped or frozen (TargetTree).
+// stopped or frozen (target_tree.h).
 #include "checkpoint.h"
 
 #include "convergence.h"
 #include "criu_step.h"
-#include "proc_task.h"
+#include "target_tree.h"
 #include "unique_fd.h"
 
 #include <cerrno>
@@ -102,170 +102,11 @@ void usage(FILE *out)
                  "stderr), 2 for bad usage, 128+N if interrupted by signal N.\n");
 }
 
-std::string selfDir()
-{
-    char buf[4096];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return {};
-    buf[n] = '\0';
-    std::string p(buf);
-    return p.substr(0, p.rfind('/'));
-}
-
-bool isExecutable(const std::string &p) { return !p.empty() && access(p.c_str(), X_OK) == 0; }
-
 bool exists(const std::string &p)
 {
     struct stat st;
     return stat(p.c_str(), &st) == 0;
 }
-
-// The patched criu: the build tree's (oohctl/../criu-plugin/criu), the
-// installed one (bin/../libexec/ooh/criu), else criu from PATH.
-std::string defaultCriu()
-{
-    std::string self = selfDir();
-    for (const std::string &p : {self + "/../criu-plugin/criu", self + "/../libexec/ooh/criu"})
-        if (isExecutable(p))
-            return p;
-    return "criu";
-}
-
-std::string defaultPluginDir()
-{
-    std::string dir = selfDir() + "/../criu-plugin";
-    return exists(dir + "/ooh_plugin.so") ? dir : std::string();
-}
-
-bool parseUnsigned(const char *s, unsigned long *out)
-{
-    char *end = nullptr;
-    errno = 0;
-    unsigned long v = std::strtoul(s, &end, 10);
-    if (errno || !end || *end || end == s)
-        return false;
-    *out = v;
-    return true;
-}
-
-// The tree being checkpointed, as far as a killed criu can have left it
-// stopped (SIGSTOP, a group stop under ptrace) or frozen (cgroup freezer).
-class TargetTree {
-public:
-    explicit TargetTree(pid_t root) : root_(root) {}
-
-    // Before each criu step: what was stopped or frozen already stays so.
-    void snapshot()
-    {
-        stoppedBefore_.clear();
-        for (pid_t p : processes())
-            if (isStopped(p))
-                stoppedBefore_.insert(p);
-        freezer_ = freezerOf(root_);
-        frozenBefore_ = !freezer_.file.empty() && readFirstLine(freezer_.file) == freezer_.frozen;
-    }
-
-    // After a step was killed or failed: thaw and continue what it left
-    // frozen or stopped; says in what state the root is.
-    void release(const char *step)
-    {
-        if (!freezer_.file.empty() && !frozenBefore_ &&
-            readFirstLine(freezer_.file) == freezer_.frozen) {
-            std::ofstream f(freezer_.file);
-            f << freezer_.thawed << "\n";
-            f.close();
-            std::fprintf(stderr, "%s: %s: thawed %s%s\n", kCmd, step, freezer_.file.c_str(),
-                         f ? "" : " (failed)");
-        }
-        for (pid_t p : processes()) {
-            if (isStopped(p) && !stoppedBefore_.count(p)) {
-                ::kill(p, SIGCONT);
-                std::fprintf(stderr, "%s: %s: pid %d was left stopped: sent SIGCONT\n", kCmd, step,
-                             int(p));
-            }
-        }
-        std::string state = procField(root_, "State:");
-        if (state.empty())
-            std::fprintf(stderr, "%s: %s: pid %d no longer exists\n", kCmd, step, int(root_));
-        else if (state[0] == 'T' || state[0] == 't')
-            std::fprintf(stderr, "%s: %s: pid %d is still stopped (%s): kill -CONT %d\n", kCmd,
-                         step, int(root_), state.c_str(), int(root_));
-        else
-            std::fprintf(stderr, "%s: %s: pid %d left running (state %s)\n", kCmd, step, int(root_),
-                         state.c_str());
-    }
-
-private:
-    struct Freezer {
-        std::string file, frozen, thawed;
-    };
-
-    static std::string procField(pid_t pid, const char *key)
-    {
-        std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-        std::string line;
-        while (std::getline(in, line))
-            if (line.rfind(key, 0) == 0)
-                return line.substr(line.find_first_not_of(" \t", std::strlen(key)));
-        return {};
-    }
-
-    // Stopped if any of its threads is: criu stops thread by thread.
-    static bool isStopped(pid_t pid)
-    {
-        for (pid_t tid : ooh::listThreads(pid)) {
-            char state = ooh::threadState(pid, tid);
-            if (state == 'T' || state == 't')
-                return true;
-        }
-        return false;
-    }
-
-    // The root and its descendants (through /proc/PID/task/TID/children).
-    std::vector<pid_t> processes() const
-    {
-        std::vector<pid_t> out{root_};
-        for (size_t i = 0; i < out.size() && out.size() < 100000; i++) {
-            for (pid_t tid : ooh::listThreads(out[i])) {
-                std::ifstream in("/proc/" + std::to_string(out[i]) + "/task/" +
-                                 std::to_string(tid) + "/children");
-                long child;
-                while (in >> child)
-                    out.push_back(pid_t(child));
-            }
-        }
-        return out;
-    }
-
-    // cgroup v2's cgroup.freeze, else v1's freezer.state, of pid's cgroup.
-    static Freezer freezerOf(pid_t pid)
-    {
-        std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
-        std::string line;
-        while (std::getline(in, line)) {
-            auto c1 = line.find(':'), c2 = line.find(':', c1 + 1);
-            if (c1 == std::string::npos || c2 == std::string::npos)
-                continue;
-            std::string ctrl = line.substr(c1 + 1, c2 - c1 - 1), path = line.substr(c2 + 1);
-            if (line.rfind("0::", 0) == 0) {
-                std::string f = "/sys/fs/cgroup" + path + "/cgroup.freeze";
-                if (exists(f))
-                    return {f, "1", "0"};
-            } else if (ctrl == "freezer") {
-                std::string f = "/sys/fs/cgroup/freezer" + path + "/freezer.state";
-                if (exists(f))
-                    return {f, "FROZEN", "THAWED"};
-            }
-        }
-        return {};
-    }
-
-    pid_t root_;
-    std::set<pid_t> stoppedBefore_;
-    Freezer freezer_;
-    bool frozenBefore_ = false;
-};
 
 // criu at -v4: when a step hangs, its last log line says where.
 std::vector<std::string> criuCommand(const Options &o, const char *action, const std::string &dir)
@@ -531,7 +372,7 @@ int runCheckpoint(int argc, char **argv)
         std::fprintf(stderr, "%s: pid %d: %s\n", kCmd, int(o.pid), std::strerror(errno));
         return 1;
     }
-    TargetTree tree(o.pid);
+    TargetTree tree(o.pid, kCmd);
 
     std::printf("checkpointing pid %d into %s with %s\n", int(o.pid), o.dir.c_str(),
                 o.criu.c_str());

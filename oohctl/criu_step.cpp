@@ -15,6 +15,7 @@
 #include <fstream>
 #include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,8 +23,6 @@
 namespace ooh {
 
 namespace {
-
-constexpr const char *kCmd = kCheckpointCmd;
 
 // What a hung criu was waiting for, when its last log line says it.
 const char *hintFor(const std::string &line)
@@ -46,7 +45,52 @@ const char *hintFor(const std::string &line)
     return nullptr;
 }
 
+std::string selfDir()
+{
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return {};
+    buf[n] = '\0';
+    std::string p(buf);
+    return p.substr(0, p.rfind('/'));
+}
+
+bool isExecutable(const std::string &p) { return !p.empty() && access(p.c_str(), X_OK) == 0; }
+
+bool exists(const std::string &p)
+{
+    struct stat st;
+    return stat(p.c_str(), &st) == 0;
+}
+
 } // namespace
+
+std::string defaultCriu()
+{
+    std::string self = selfDir();
+    for (const std::string &p : {self + "/../criu-plugin/criu", self + "/../libexec/ooh/criu"})
+        if (isExecutable(p))
+            return p;
+    return "criu";
+}
+
+std::string defaultPluginDir()
+{
+    std::string dir = selfDir() + "/../criu-plugin";
+    return exists(dir + "/ooh_plugin.so") ? dir : std::string();
+}
+
+bool parseUnsigned(const char *s, unsigned long *out)
+{
+    char *end = nullptr;
+    errno = 0;
+    unsigned long v = std::strtoul(s, &end, 10);
+    if (errno || !end || *end || end == s)
+        return false;
+    *out = v;
+    return true;
+}
 
 std::string readFirstLine(const std::string &path)
 {
@@ -97,7 +141,7 @@ StepOutcome runStep(const Step &step, unsigned long timeoutSec)
         sigprocmask(SIG_SETMASK, &oldMask, nullptr);
         setpgid(0, 0);
         if (!step.stdoutPath.empty() && !std::freopen(step.stdoutPath.c_str(), "w", stdout)) {
-            std::fprintf(stderr, "%s: can't write %s: %s\n", kCmd, step.stdoutPath.c_str(),
+            std::fprintf(stderr, "%s: can't write %s: %s\n", step.tool, step.stdoutPath.c_str(),
                          std::strerror(errno));
             _exit(127);
         }
@@ -108,7 +152,7 @@ StepOutcome runStep(const Step &step, unsigned long timeoutSec)
             args.push_back(const_cast<char *>(a.c_str()));
         args.push_back(nullptr);
         execvp(args[0], args.data());
-        std::fprintf(stderr, "%s: can't run %s: %s\n", kCmd, args[0], std::strerror(errno));
+        std::fprintf(stderr, "%s: can't run %s: %s\n", step.tool, args[0], std::strerror(errno));
         _exit(127);
     }
     out.pid = child;
@@ -156,8 +200,8 @@ StepOutcome runStep(const Step &step, unsigned long timeoutSec)
         // not wait for that forever either.
         pollfd fd = {pidFd.get(), POLLIN, 0};
         if (poll(&fd, 1, 10000) == 0) {
-            std::fprintf(stderr, "%s: %s: pid %d does not die after SIGKILL (%s); left it\n", kCmd,
-                         step.name.c_str(), int(child), out.wchan.c_str());
+            std::fprintf(stderr, "%s: %s: pid %d does not die after SIGKILL (%s); left it\n",
+                         step.tool, step.name.c_str(), int(child), out.wchan.c_str());
             sigprocmask(SIG_SETMASK, &oldMask, nullptr);
             out.status = 128 + SIGKILL;
             return out;
@@ -173,6 +217,7 @@ StepOutcome runStep(const Step &step, unsigned long timeoutSec)
 
 int reportFailure(const Step &step, const StepOutcome &out, unsigned long timeoutSec)
 {
+    const char *kCmd = step.tool;
     const char *n = step.name.c_str();
     if (out.status < 0) {
         std::fprintf(stderr, "%s: %s: can't run %s: %s\n", kCmd, n, step.argv[0].c_str(),

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The steps of `oohctl checkpoint` (each criu run, the verify command): run
-// in their own process group under a deadline, and what criu printed
-// (--display-stats) and logged read back to report rounds and failures.
+// The steps of `oohctl checkpoint` and `oohctl migrate` (each criu run, the
+// verify command, an image transfer): run in their own process group under
+// a deadline, and what criu printed (--display-stats) and logged read back
+// to report rounds and failures. Also where the patched criu and the plugin
+// are found.
 #pragma once
 
 #include <optional>
@@ -14,6 +16,8 @@ namespace ooh {
 
 // Prefix of every message oohctl checkpoint prints on stderr.
 inline constexpr const char *kCheckpointCmd = "oohctl checkpoint";
+// The same for oohctl migrate.
+inline constexpr const char *kMigrateCmd = "oohctl migrate";
 
 // One step of the chain: a criu run, or the verify command.
 struct Step {
@@ -22,6 +26,7 @@ struct Step {
     std::string stdoutPath; // its stdout goes there
     std::string logPath;    // what it logs, for the diagnosis
     std::vector<std::pair<std::string, std::string>> env;
+    const char *tool = kCheckpointCmd; // prefix of the step's messages
 };
 
 // How a step ended.
@@ -55,6 +60,17 @@ int reportFailure(const Step &step, const StepOutcome &out, unsigned long timeou
 
 // CRIU's --display-stats lines (printed on its stdout); nullopt without any.
 std::optional<RoundStats> readCriuStats(const std::string &path);
+
+// The patched criu: the build tree's (oohctl/../criu-plugin/criu), the
+// installed one (bin/../libexec/ooh/criu), else criu from PATH.
+std::string defaultCriu();
+
+// The build tree's plugin directory if ooh_plugin.so is there, else empty
+// (the patched criu then uses the directory it was built with).
+std::string defaultPluginDir();
+
+// A decimal number, whole string; false on anything else.
+bool parseUnsigned(const char *s, unsigned long *out);
 
 // The first line of path, empty if it cannot be read.
 std::string readFirstLine(const std::string &path);
