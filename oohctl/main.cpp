@@ -2,6 +2,7 @@
 // oohctl: command-line client of oohd.
 #include "checkpoint.h"
 #include "config.h"
+#include "migrate.h"
 #include "ooh/ooh.h"
 #include "ooh/ooh.hpp"
 
@@ -38,6 +39,8 @@ void usage(FILE *out)
         "                              (tracks PID for the duration if needed)\n"
         "  checkpoint ...              iterative CRIU pre-dump until convergence, then\n"
         "                              dump (see `oohctl checkpoint --help`)\n"
+        "  migrate ...                 live migration to another host over CRIU's page\n"
+        "                              server (see `oohctl migrate --help`)\n"
         "\n"
         "Options:\n"
         "  -s, --socket PATH   oohd's socket (default $OOH_SOCKET or %s)\n"
@@ -248,11 +251,13 @@ int main(int argc, char **argv)
         return 2;
     }
     std::string cmd = argv[optind];
-    // Subcommands that connect on their own (checkpoint) see --socket too.
+    // Subcommands that connect on their own (checkpoint, migrate) see --socket too.
     if (socket_path)
         ::setenv(OOH_SOCKET_ENV, socket_path, 1);
     if (cmd == "checkpoint")
         return ooh::runCheckpoint(argc - optind, argv + optind);
+    if (cmd == "migrate")
+        return ooh::runMigrate(argc - optind, argv + optind);
     Args a;
     std::string err;
     if (!parseCommandArgs(argc - optind - 1, argv + optind + 1, &a, &err))

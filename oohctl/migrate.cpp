@@ -1,0 +1,647 @@
+// SPDX-License-Identifier: Apache-2.0
+// `oohctl migrate`: moves a running process tree to another host. Each round
+// starts `criu page-server` on the destination (through --dest-exec: ssh,
+// nsenter, ip netns exec) and runs `criu pre-dump --ooh --page-server`
+// here, so the pages go straight to the destination's images while the tree
+// keeps running; oohd tracks what it writes, so each round sends only the
+// pages written since the one before. When the dirty set converges (the
+// policy of `oohctl checkpoint`, convergence.h), `criu dump --ooh
+// --leave-stopped` sends the rest; the other images (a few KiB) follow
+// through a tar pipe, `criu restore -d` starts the tree on the destination,
+// and only then is the stopped source killed: a failure anywhere before
+// leaves the source running. Reports per round the pages sent and the dirty
+// rate, and at the end the downtime (source frozen -> destination running).
+#include "migrate.h"
+
+#include "convergence.h"
+#include "criu_step.h"
+#include "target_tree.h"
+#include "unique_fd.h"
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <getopt.h>
+#include <poll.h>
+#include <sstream>
+#include <string>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace ooh {
+
+namespace {
+
+constexpr const char *kCmd = kMigrateCmd;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+    pid_t pid = 0;
+    std::string to;            // the page server's address on the destination
+    unsigned long port = 27027;
+    std::string dir;           // here: every round's non-page images and CRIU logs
+    std::string destDir;       // there: every round's pages, then the final images
+    std::vector<std::string> destExec; // prefix that runs a command there
+    std::string criu, destCriu, pluginDir, socket;
+    ConvergencePolicy policy;
+    bool oneShot = false; // --max-rounds 0: one dump, no --ooh
+    unsigned intervalMs = 0;
+    unsigned long stepTimeoutSec = 300;
+    bool tcpEstablished = false;
+    std::string switchCommand;
+    std::vector<std::string> criuArgs;
+};
+
+void usage(FILE *out)
+{
+    std::fprintf(out,
+                 "Usage: oohctl migrate -t PID --to ADDR -D DIR --dest-dir DIR [OPTIONS]\n"
+                 "                      [-- CRIU_ARGS...]\n"
+                 "\n"
+                 "Moves the process tree of PID to another host with a short freeze: the\n"
+                 "destination runs `criu page-server` on ADDR for each round, and CRIU\n"
+                 "pre-dumps (--ooh: oohd tracks the written pages, no soft-dirty needed) send\n"
+                 "the pages there while the tree keeps running, each round only those written\n"
+                 "since the one before, until that set converges. Then the final dump stops the\n"
+                 "tree and sends the rest, the other images follow, `criu restore` starts the\n"
+                 "tree on the destination, and the stopped source is killed. If any step fails,\n"
+                 "the source tree is left running.\n"
+                 "\n"
+                 "Options:\n"
+                 "  -t, --tree PID           root of the process tree to migrate\n"
+                 "      --to ADDR            the destination's address (its page server listens\n"
+                 "                           there)\n"
+                 "      --port N             the page server's TCP port (default 27027)\n"
+                 "  -D, --images-dir DIR     here: each round's other images and CRIU's logs\n"
+                 "      --dest-dir DIR       on the destination: the pages of each round\n"
+                 "                           (DIR/1, DIR/2, ...) and the final images (DIR/dump)\n"
+                 "      --dest-exec CMD      command prefix that runs a command on the\n"
+                 "                           destination, words split at spaces, the command\n"
+                 "                           following as arguments (\"nsenter -t PID -n -m -p\",\n"
+                 "                           \"ip netns exec NAME\"); default: run here\n"
+                 "      --criu PATH          patched criu here (default: the build tree's, then\n"
+                 "                           LIBEXECDIR/ooh/criu, then criu from PATH)\n"
+                 "      --dest-criu PATH     criu on the destination (default: as --criu)\n"
+                 "  -L, --libdir DIR         where ooh_plugin.so is (as oohctl checkpoint)\n"
+                 "  -s, --socket PATH        oohd's socket (default $OOH_SOCKET or\n"
+                 "                           /run/oohd/oohd.sock)\n"
+                 "  -n, --max-rounds N       at most N pre-dumps (default 8); 0 migrates in one\n"
+                 "                           shot: a full dump, no pre-dump, no --ooh\n"
+                 "      --threshold PAGES    stop pre-dumping once a round sends at most PAGES\n"
+                 "                           pages (default 256)\n"
+                 "      --min-shrink PCT     stop once a round sends not at least PCT %% fewer\n"
+                 "                           pages than the one before (default 10)\n"
+                 "      --interval MS        wait MS milliseconds between rounds (default 0)\n"
+                 "      --tcp-established    keep established TCP connections (criu dump and\n"
+                 "                           restore --tcp-established): the connection's local\n"
+                 "                           address must be the destination's by the restore\n"
+                 "      --switch-command CMD run `sh -c CMD` here after the final dump, before\n"
+                 "                           the restore, with the source stopped (e.g. move the\n"
+                 "                           service address); non-zero exit fails the migration\n"
+                 "      --step-timeout SEC   deadline of each step (default 300)\n"
+                 "  -h, --help               show this help\n"
+                 "Arguments after -- go to the pre-dumps, the dump and the restore (e.g.\n"
+                 "--network-lock nftables).\n"
+                 "\n"
+                 "Prints per round the pages sent and the rate at which the tree dirtied pages\n"
+                 "since the round before; at the end the downtime, from the start of the final\n"
+                 "freeze to the restored tree running on the destination, and a `summary` line\n"
+                 "of key=value pairs. Exit status: 0, 1 if a step failed or timed out (named\n"
+                 "on stderr, the source left running), 2 for bad usage, 128+N if interrupted\n"
+                 "by signal N.\n");
+}
+
+bool pathExists(const std::string &p)
+{
+    struct stat st;
+    return stat(p.c_str(), &st) == 0;
+}
+
+std::vector<std::string> splitWords(const std::string &s)
+{
+    std::istringstream in(s);
+    std::vector<std::string> out;
+    std::string w;
+    while (in >> w)
+        out.push_back(w);
+    return out;
+}
+
+// cmd, run on the destination.
+std::vector<std::string> onDest(const Options &o, std::vector<std::string> cmd)
+{
+    std::vector<std::string> argv = o.destExec;
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    return argv;
+}
+
+double secondsSince(Clock::time_point t)
+{
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+class Migration {
+public:
+    explicit Migration(const Options &o) : o_(o), tree_(o.pid, kCmd) {}
+
+    int run();
+
+private:
+    int prepareDestination();
+    int round(const char *action, const std::string &name, const std::string &sub,
+              const std::string &parent, RoundStats *out);
+    int startPageServer(const std::string &name, const std::string &sub,
+                        const std::string &parent);
+    void stopPageServer(const std::string &name, const std::string &sub);
+    int transferImages(uint64_t *bytes);
+    int restore(double *sec);
+    void killSource();
+    int failed(const Step &step, const StepOutcome &out, bool touchedTree);
+
+    std::string here(const std::string &sub) const { return o_.dir + "/" + sub; }
+    std::string there(const std::string &sub) const { return o_.destDir + "/" + sub; }
+
+    const Options &o_;
+    TargetTree tree_;
+    bool dumped_ = false; // the final dump succeeded: the source is stopped
+};
+
+// A failed step: named with its diagnosis, the source continued.
+// touchedTree: a criu run had the tree (it may have left it stopped).
+int Migration::failed(const Step &step, const StepOutcome &out, bool touchedTree)
+{
+    int rc = reportFailure(step, out, o_.stepTimeoutSec);
+    if (touchedTree)
+        tree_.release(step.name.c_str());
+    std::fprintf(stderr, "%s: stopped at %s; the source tree was not migrated%s\n", kCmd,
+                 step.name.c_str(),
+                 o_.tcpEstablished && dumped_
+                     ? " (its TCP connections stay in CRIU's repair mode and network lock)"
+                     : "");
+    return rc;
+}
+
+int Migration::prepareDestination()
+{
+    std::vector<std::string> cmd{"mkdir", "-p", there("dump")};
+    for (unsigned r = 1; !o_.oneShot && r <= o_.policy.maxRounds; r++)
+        cmd.push_back(there(std::to_string(r)));
+    Step step{"prepare destination", onDest(o_, cmd), here("prepare.out"), here("prepare.out"),
+              {}, kCmd};
+    StepOutcome res = runStep(step, o_.stepTimeoutSec);
+    if (res.status != 0)
+        return failed(step, res, false);
+    return 0;
+}
+
+// The page server of one round: `criu page-server -d` returns once it
+// listens, and serves one connection (the round's criu) then exits.
+int Migration::startPageServer(const std::string &name, const std::string &sub,
+                               const std::string &parent)
+{
+    std::vector<std::string> cmd{o_.destCriu,
+                                 "page-server",
+                                 "-D",
+                                 there(sub),
+                                 "--address",
+                                 o_.to,
+                                 "--port",
+                                 std::to_string(o_.port),
+                                 "-d",
+                                 "--pidfile",
+                                 there(sub) + "/page-server.pid",
+                                 "-o",
+                                 "page-server.log",
+                                 "-v4"};
+    if (!parent.empty())
+        cmd.insert(cmd.end(), {"--prev-images-dir", parent});
+    Step step{"page server for " + name, onDest(o_, cmd), here(sub) + "/page-server.out",
+              there(sub) + "/page-server.log", {}, kCmd};
+    StepOutcome res = runStep(step, o_.stepTimeoutSec);
+    if (res.status != 0)
+        return failed(step, res, false);
+    return 0;
+}
+
+// After a failed round: the page server may still wait for its connection.
+void Migration::stopPageServer(const std::string &name, const std::string &sub)
+{
+    Step read{"page server pid", onDest(o_, {"cat", there(sub) + "/page-server.pid"}),
+              here(sub) + "/page-server.pid", here(sub) + "/page-server.pid", {}, kCmd};
+    if (runStep(read, 30).status != 0)
+        return;
+    std::string pid = readFirstLine(read.stdoutPath);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos)
+        return;
+    Step kill{"stop page server", onDest(o_, {"kill", pid}), here(sub) + "/page-server.kill",
+              here(sub) + "/page-server.kill", {}, kCmd};
+    if (runStep(kill, 30).status == 0)
+        std::fprintf(stderr, "%s: %s: stopped the destination's page server (pid %s)\n", kCmd,
+                     name.c_str(), pid.c_str());
+}
+
+// One pre-dump or the final dump, its pages to this round's page server.
+int Migration::round(const char *action, const std::string &name, const std::string &sub,
+                     const std::string &parent, RoundStats *out)
+{
+    std::string dir = here(sub);
+    if (mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) {
+        std::fprintf(stderr, "%s: %s: can't create %s: %s\n", kCmd, name.c_str(), dir.c_str(),
+                     std::strerror(errno));
+        tree_.release(name.c_str());
+        return 1;
+    }
+    if (int rc = startPageServer(name, sub, parent))
+        return rc;
+
+    bool final = std::strcmp(action, "dump") == 0;
+    std::vector<std::string> argv{o_.criu,
+                                  action,
+                                  "-t",
+                                  std::to_string(o_.pid),
+                                  "-D",
+                                  dir,
+                                  "-o",
+                                  std::string(action) + ".log",
+                                  "-v4",
+                                  "--display-stats",
+                                  "--page-server",
+                                  "--address",
+                                  o_.to,
+                                  "--port",
+                                  std::to_string(o_.port)};
+    if (!o_.oneShot)
+        argv.push_back("--ooh");
+    if (!o_.pluginDir.empty())
+        argv.insert(argv.end(), {"-L", o_.pluginDir});
+    if (!parent.empty())
+        argv.insert(argv.end(), {"--prev-images-dir", parent});
+    if (final) {
+        // Stopped, not killed: the source resumes if the restore fails.
+        argv.push_back("--leave-stopped");
+        if (o_.tcpEstablished)
+            argv.push_back("--tcp-established");
+    }
+    argv.insert(argv.end(), o_.criuArgs.begin(), o_.criuArgs.end());
+    Step step{name, argv, dir + "/" + action + ".stats", dir + "/" + action + ".log", {}, kCmd};
+
+    tree_.snapshot();
+    auto t0 = Clock::now();
+    StepOutcome res = runStep(step, o_.stepTimeoutSec);
+    double wall = secondsSince(t0);
+    if (res.status != 0) {
+        int rc = failed(step, res, true);
+        stopPageServer(name, sub);
+        return rc;
+    }
+    auto st = readCriuStats(step.stdoutPath);
+    if (!st) {
+        std::fprintf(stderr, "%s: %s: no statistics in %s\n", kCmd, name.c_str(),
+                     step.stdoutPath.c_str());
+        if (final)
+            tree_.release(name.c_str());
+        return 1;
+    }
+    st->wallSec = wall;
+    *out = *st;
+    dumped_ = final;
+    return 0;
+}
+
+// The final dump's images other than pages (those are on the destination
+// already), through a tar pipe into the destination's DIR/dump.
+int Migration::transferImages(uint64_t *bytes)
+{
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    *bytes = 0;
+    for (const auto &e : fs::directory_iterator(here("dump"), ec)) {
+        std::string n = e.path().filename();
+        if (e.is_regular_file(ec) && n.ends_with(".img"))
+            *bytes += e.file_size(ec);
+    }
+    std::string pipe = "cd \"$1\" && shift && tar -cf - --no-recursion *.img | \"$@\"";
+    std::vector<std::string> argv{"/bin/sh", "-c", pipe, "sh", here("dump")};
+    for (const auto &w : onDest(o_, {"tar", "-C", there("dump"), "-xf", "-"}))
+        argv.push_back(w);
+    Step step{"image transfer", argv, here("dump/transfer.out"), here("dump/transfer.out"), {},
+              kCmd};
+    StepOutcome res = runStep(step, o_.stepTimeoutSec);
+    if (res.status != 0)
+        return failed(step, res, true);
+    return 0;
+}
+
+int Migration::restore(double *sec)
+{
+    std::vector<std::string> cmd{o_.destCriu,  "restore", "-D",  there("dump"), "-d",
+                                 "-o",         "restore.log",    "-v4",         "--display-stats"};
+    if (!o_.pluginDir.empty())
+        cmd.insert(cmd.end(), {"-L", o_.pluginDir});
+    if (o_.tcpEstablished)
+        cmd.push_back("--tcp-established");
+    cmd.insert(cmd.end(), o_.criuArgs.begin(), o_.criuArgs.end());
+    Step step{"restore", onDest(o_, cmd), here("dump/restore.stats"),
+              there("dump/restore.log"), {}, kCmd};
+    auto t0 = Clock::now();
+    StepOutcome res = runStep(step, o_.stepTimeoutSec);
+    *sec = secondsSince(t0);
+    if (res.status != 0)
+        return failed(step, res, true);
+    return 0;
+}
+
+// The destination runs the tree: the stopped source goes.
+void Migration::killSource()
+{
+    UniqueFD root(static_cast<int>(syscall(SYS_pidfd_open, o_.pid, 0)));
+    for (pid_t p : tree_.processes())
+        ::kill(p, SIGKILL);
+    if (root.isValid()) {
+        pollfd fd = {root.get(), POLLIN, 0};
+        poll(&fd, 1, 10000);
+    }
+}
+
+int Migration::run()
+{
+    std::printf("migrating pid %d to %s:%lu (%s) with %s\n", int(o_.pid), o_.to.c_str(), o_.port,
+                o_.oneShot ? "one shot" : "iterative pre-dumps with --ooh", o_.criu.c_str());
+    if (int rc = prepareDestination())
+        return rc;
+
+    std::string parent;
+    std::vector<uint64_t> sent; // pages per pre-dump
+    uint64_t totalPages = 0;
+    auto prevStart = Clock::now();
+    auto printRound = [](const char *label, const RoundStats &st) {
+        std::printf("%-8s %10lu pages sent (%8.1f MiB), %10lu in parent, frozen %8.2f ms, "
+                    "criu %.2f s\n",
+                    label, st.pagesWritten, st.pagesWritten * 4096.0 / (1 << 20), st.pagesSkipped,
+                    st.frozenUs / 1000.0, st.wallSec);
+    };
+    // Ends: decideConvergence() says RoundLimit at maxRounds at the latest.
+    for (unsigned r = 1; !o_.oneShot; r++) {
+        auto start = Clock::now();
+        std::string name = std::to_string(r), label = "pre " + name;
+        RoundStats st;
+        if (int rc = round("pre-dump", "pre-dump " + name, name, parent, &st))
+            return rc;
+        printRound(label.c_str(), st);
+        if (r > 1) {
+            double sec = std::chrono::duration<double>(start - prevStart).count();
+            std::printf("         dirty rate %.0f pages/s since the previous round\n",
+                        sec > 0 ? st.pagesWritten / sec : 0.0);
+        }
+        std::fflush(stdout);
+        prevStart = start;
+        parent = "../" + name;
+        totalPages += st.pagesWritten;
+        sent.push_back(st.pagesWritten);
+        ConvergenceDecision d = decideConvergence(sent, o_.policy);
+        if (d.verdict != ConvergenceVerdict::Continue) {
+            std::printf("%s\n", convergenceMessage(d, o_.policy).c_str());
+            break;
+        }
+        if (o_.intervalMs)
+            std::this_thread::sleep_for(std::chrono::milliseconds(o_.intervalMs));
+    }
+
+    RoundStats fin;
+    auto dumpStart = Clock::now();
+    if (int rc = round("dump", "dump", "dump", parent, &fin))
+        return rc;
+    auto dumpEnd = Clock::now();
+    printRound("dump", fin);
+    totalPages += fin.pagesWritten;
+    // The tree stopped when CRIU began freezing it and stays stopped
+    // (--leave-stopped) until it is killed below.
+    auto frozenFor = std::chrono::microseconds(fin.frozenUs + fin.freezingUs);
+    auto freezeStart = dumpEnd - frozenFor < dumpStart ? dumpStart : dumpEnd - frozenFor;
+
+    uint64_t imageBytes = 0;
+    auto t0 = Clock::now();
+    if (int rc = transferImages(&imageBytes))
+        return rc;
+    std::printf("images   %10.1f KiB of other images sent in %.3f s\n", imageBytes / 1024.0,
+                secondsSince(t0));
+    if (!o_.switchCommand.empty()) {
+        Step sw{"switch command",
+                {"/bin/sh", "-c", o_.switchCommand},
+                here("dump/switch.out"),
+                here("dump/switch.out"),
+                {},
+                kCmd};
+        StepOutcome res = runStep(sw, o_.stepTimeoutSec);
+        if (res.status != 0) {
+            std::string last = lastLogLine(sw.stdoutPath);
+            if (!last.empty())
+                std::fprintf(stderr, "%s: switch command said: %s\n", kCmd, last.c_str());
+            return failed(sw, res, true);
+        }
+    }
+    double restoreSec = 0;
+    if (int rc = restore(&restoreSec))
+        return rc;
+    auto running = Clock::now();
+    killSource();
+
+    double downtimeMs = std::chrono::duration<double, std::milli>(running - freezeStart).count();
+    double upperMs = std::chrono::duration<double, std::milli>(running - dumpStart).count();
+    uint64_t bytes = totalPages * 4096 + imageBytes;
+    std::printf("restored on the destination in %.3f s; the source is killed\n", restoreSec);
+    std::printf("downtime %.1f ms (source frozen -> destination running; at most %.1f ms from "
+                "the start of the final dump); %.1f MiB sent in %zu round%s\n",
+                downtimeMs, upperMs, bytes / 1048576.0, sent.size() + 1,
+                sent.empty() ? "" : "s");
+    std::printf("summary rounds=%zu pre_dump_pages=%llu dump_pages=%lu image_bytes=%llu "
+                "bytes_sent=%llu dump_frozen_ms=%.1f downtime_ms=%.1f downtime_max_ms=%.1f\n",
+                sent.size(), (unsigned long long)(totalPages - fin.pagesWritten),
+                fin.pagesWritten, (unsigned long long)imageBytes, (unsigned long long)bytes,
+                (fin.frozenUs + fin.freezingUs) / 1000.0, downtimeMs, upperMs);
+    std::fflush(stdout);
+    return 0;
+}
+
+int parseArgs(int argc, char **argv, Options *o)
+{
+    enum {
+        kTo = 1000,
+        kPort,
+        kDestDir,
+        kDestExec,
+        kCriu,
+        kDestCriu,
+        kThreshold,
+        kMinShrink,
+        kInterval,
+        kStepTimeout,
+        kTcp,
+        kSwitch,
+    };
+    static const option longOpts[] = {
+        {"tree", required_argument, nullptr, 't'},
+        {"to", required_argument, nullptr, kTo},
+        {"port", required_argument, nullptr, kPort},
+        {"images-dir", required_argument, nullptr, 'D'},
+        {"dest-dir", required_argument, nullptr, kDestDir},
+        {"dest-exec", required_argument, nullptr, kDestExec},
+        {"criu", required_argument, nullptr, kCriu},
+        {"dest-criu", required_argument, nullptr, kDestCriu},
+        {"libdir", required_argument, nullptr, 'L'},
+        {"socket", required_argument, nullptr, 's'},
+        {"max-rounds", required_argument, nullptr, 'n'},
+        {"threshold", required_argument, nullptr, kThreshold},
+        {"min-shrink", required_argument, nullptr, kMinShrink},
+        {"interval", required_argument, nullptr, kInterval},
+        {"step-timeout", required_argument, nullptr, kStepTimeout},
+        {"tcp-established", no_argument, nullptr, kTcp},
+        {"switch-command", required_argument, nullptr, kSwitch},
+        {"help", no_argument, nullptr, 'h'},
+        {},
+    };
+    optind = 1;
+    int c;
+    unsigned long v;
+    while ((c = getopt_long(argc, argv, "+t:D:L:s:n:h", longOpts, nullptr)) != -1) {
+        switch (c) {
+        case 't':
+            if (!parseUnsigned(optarg, &v) || v == 0 || v > 0x3fffffff) {
+                std::fprintf(stderr, "%s: bad pid '%s'\n", kCmd, optarg);
+                return 2;
+            }
+            o->pid = pid_t(v);
+            break;
+        case kTo: o->to = optarg; break;
+        case kPort:
+            if (!parseUnsigned(optarg, &v) || v == 0 || v > 65535) {
+                std::fprintf(stderr, "%s: --port wants 1..65535\n", kCmd);
+                return 2;
+            }
+            o->port = v;
+            break;
+        case 'D': o->dir = optarg; break;
+        case kDestDir: o->destDir = optarg; break;
+        case kDestExec: o->destExec = splitWords(optarg); break;
+        case kCriu: o->criu = optarg; break;
+        case kDestCriu: o->destCriu = optarg; break;
+        case 'L': o->pluginDir = optarg; break;
+        case 's': o->socket = optarg; break;
+        case 'n':
+            if (!parseUnsigned(optarg, &v) || v > 1000) {
+                std::fprintf(stderr, "%s: --max-rounds wants 0..1000\n", kCmd);
+                return 2;
+            }
+            o->oneShot = v == 0;
+            o->policy.maxRounds = unsigned(v);
+            break;
+        case kThreshold:
+            if (!parseUnsigned(optarg, &v)) {
+                std::fprintf(stderr, "%s: bad --threshold '%s'\n", kCmd, optarg);
+                return 2;
+            }
+            o->policy.thresholdPages = v;
+            break;
+        case kMinShrink:
+            if (!parseUnsigned(optarg, &v) || v > 100) {
+                std::fprintf(stderr, "%s: --min-shrink wants 0..100\n", kCmd);
+                return 2;
+            }
+            o->policy.minShrinkPct = unsigned(v);
+            break;
+        case kInterval:
+            if (!parseUnsigned(optarg, &v) || v > 3600000) {
+                std::fprintf(stderr, "%s: bad --interval '%s'\n", kCmd, optarg);
+                return 2;
+            }
+            o->intervalMs = unsigned(v);
+            break;
+        case kStepTimeout:
+            if (!parseUnsigned(optarg, &v) || v == 0 || v > 86400) {
+                std::fprintf(stderr, "%s: --step-timeout wants 1..86400 seconds\n", kCmd);
+                return 2;
+            }
+            o->stepTimeoutSec = v;
+            break;
+        case kTcp: o->tcpEstablished = true; break;
+        case kSwitch: o->switchCommand = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        o->criuArgs.push_back(argv[i]);
+    if (!o->pid || o->to.empty() || o->dir.empty() || o->destDir.empty()) {
+        std::fprintf(stderr, "%s: -t PID, --to ADDR, -D DIR and --dest-dir DIR are required "
+                             "(see --help)\n",
+                     kCmd);
+        return 2;
+    }
+    if (o->destDir[0] != '/') {
+        std::fprintf(stderr, "%s: --dest-dir must be an absolute path on the destination\n",
+                     kCmd);
+        return 2;
+    }
+    return -1;
+}
+
+} // namespace
+
+int runMigrate(int argc, char **argv)
+{
+    Options o;
+    int rc = parseArgs(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    if (o.criu.empty())
+        o.criu = defaultCriu();
+    // The destination's command runs elsewhere: no relative path there.
+    if (o.criu.find('/') != std::string::npos) {
+        if (char *abs = realpath(o.criu.c_str(), nullptr)) {
+            o.criu = abs;
+            std::free(abs);
+        }
+    }
+    if (o.destCriu.empty())
+        o.destCriu = o.criu;
+    if (o.pluginDir.empty())
+        o.pluginDir = defaultPluginDir();
+    // criu resolves -L after moving into the images directory.
+    if (!o.pluginDir.empty()) {
+        char *abs = realpath(o.pluginDir.c_str(), nullptr);
+        if (!abs) {
+            std::fprintf(stderr, "%s: plugin directory %s: %s\n", kCmd, o.pluginDir.c_str(),
+                         std::strerror(errno));
+            return 1;
+        }
+        o.pluginDir = abs;
+        std::free(abs);
+    }
+    if (!o.socket.empty())
+        setenv("OOH_SOCKET", o.socket.c_str(), 1);
+    if (mkdir(o.dir.c_str(), 0700) < 0 && errno != EEXIST) {
+        std::fprintf(stderr, "%s: can't create %s: %s\n", kCmd, o.dir.c_str(),
+                     std::strerror(errno));
+        return 1;
+    }
+    if (char *abs = realpath(o.dir.c_str(), nullptr)) {
+        o.dir = abs;
+        std::free(abs);
+    }
+    if (!pathExists("/proc/" + std::to_string(o.pid))) {
+        std::fprintf(stderr, "%s: pid %d: no such process\n", kCmd, int(o.pid));
+        return 1;
+    }
+    Migration m(o);
+    return m.run();
+}
+
+} // namespace ooh

@@ -1,0 +1,125 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# `oohctl migrate` between two hosts on this machine (two_hosts.sh: network
+# namespaces on a bridge, the destination with its own PID and mount
+# namespaces). The service is ooh-sample-workload: 64 MiB of stamped pages,
+# 2000 page writes per second, a TCP port on the floating service address.
+# A client on the lan connects and asks it to verify its memory before the
+# migration; oohctl migrate pre-dumps with --ooh to the destination's page
+# server until the dirty set converges, dumps with --tcp-established, moves
+# the service address (--switch-command) and restores on the destination.
+# Then: the source process is gone, the restored one (same pid, the
+# destination's PID namespace) verifies every page it ever wrote, and the
+# client's connection, opened before the migration, gets its answer from
+# the destination's network namespace.
+#
+# usage: migrate_test.sh OOHCTL CRIU PLUGIN_SO OOHD WORKLOAD
+# Exit 77 (skip) without root or without the pieces.
+set -uo pipefail
+
+oohctl=${1:-} criu=${2:-} plugin=${3:-} oohd=${4:-} workload=${5:-}
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, CRIU)"
+for f in "$oohctl" "$criu" "$plugin" "$oohd" "$workload"; do
+    [ -n "$f" ] && [ -e "$f" ] || skip "missing build output '$f' (patched CRIU not built: see the CRIU part of meson's summary)"
+done
+for t in ip nsenter unshare tar; do
+    command -v "$t" > /dev/null || skip "needs $t"
+done
+
+# The destination's commands start in its own root directory.
+for v in oohctl criu plugin oohd workload; do
+    declare "$v=$(readlink -f "${!v}")"
+done
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/two_hosts.sh"
+tmp=$(mktemp -d /tmp/ooh-migrate.XXXXXX)
+oohd_pid= wpid= client_pid=
+cleanup() {
+    [ -n "$client_pid" ] && kill -9 "$client_pid" 2> /dev/null
+    [ -n "$wpid" ] && kill -9 "$wpid" 2> /dev/null
+    hosts_down
+    [ -n "$oohd_pid" ] && kill "$oohd_pid" 2> /dev/null
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+hosts_up "oohmt$$" > "$tmp/hosts.err" 2>&1 || fail "two hosts: $(tail -n 1 "$tmp/hosts.err")"
+
+"$oohd" --socket "$tmp/oohd.sock" --foreground > "$tmp/oohd.log" 2>&1 &
+oohd_pid=$!
+for _ in $(seq 100); do [ -S "$tmp/oohd.sock" ] && break; sleep 0.05; done
+
+# The service, on the source host, in its own session (CRIU dumps whole
+# sessions). setsid does not fork here (not a group leader): $! is its pid.
+port=7070
+$src_exec setsid "$workload" --mib 64 --rate 2000 --report "$tmp/report" \
+    --listen "$service_addr:$port" < /dev/null > "$tmp/workload.log" 2>&1 &
+wpid=$!
+for _ in $(seq 100); do
+    [ "$(readlink "/proc/$wpid/exe")" = "$(readlink -f "$workload")" ] && break
+    sleep 0.05
+done
+[ "$(readlink "/proc/$wpid/exe")" = "$(readlink -f "$workload")" ] || fail "the service did not start"
+
+# The client: asks before, waits for $tmp/go, asks again on the same
+# connection, prints both answers.
+cat > "$tmp/client.py" <<PY
+import os, socket, sys, time
+s = socket.create_connection(("$service_addr", $port), timeout=10)
+f = s.makefile("rw")
+def ask():
+    f.write("verify\n"); f.flush()
+    return f.readline().strip()
+print("before:", ask(), flush=True)
+while not os.path.exists("$tmp/go"):
+    time.sleep(0.05)
+try:
+    print("after:", ask(), flush=True)
+except OSError as e:
+    print("after: error", e, flush=True)
+PY
+$lan_exec /usr/bin/python3 "$tmp/client.py" > "$tmp/client.out" 2>&1 &
+client_pid=$!
+for _ in $(seq 200); do grep -q '^before:' "$tmp/client.out" && break; sleep 0.05; done
+grep -q '^before: OK' "$tmp/client.out" || fail "the client got no answer before the migration: $(cat "$tmp/client.out")"
+
+move="ip -n $hosts_prefix-src addr del $service_addr/32 dev lo &&
+      ip -n $hosts_prefix-dst addr add $service_addr/32 dev lo &&
+      ip -n $hosts_prefix-lan route replace $service_addr/32 via $dst_addr"
+# 4 rounds + dump + transfer + restore at 30 s each stay under Meson's timeout.
+$src_exec "$oohctl" migrate -t "$wpid" --to "$dst_addr" -D "$tmp/src-img" \
+    --dest-dir "$tmp/dst-img" --dest-exec "$dst_exec" --criu "$criu" \
+    -L "$(dirname "$plugin")" -s "$tmp/oohd.sock" --max-rounds 4 --interval 300 \
+    --step-timeout 30 --tcp-established --switch-command "$move" > "$tmp/out" 2> "$tmp/err"
+rc=$?
+cat "$tmp/out" "$tmp/err"
+[ "$rc" = 0 ] || fail "oohctl migrate failed (status $rc): $(grep -m1 'oohctl migrate: ' "$tmp/err")"
+grep -q "^pre 1 " "$tmp/out" && grep -q "^dump " "$tmp/out" && grep -q "^downtime " "$tmp/out" ||
+    fail "oohctl migrate did not report its rounds, dump and downtime"
+grep -Eq "^(converged|round limit hit) after [0-9]+ pre-dumps? \(" "$tmp/out" ||
+    fail "oohctl migrate did not say how the pre-dumps ended"
+grep -q "dirty rate" "$tmp/out" || fail "no dirty rate reported"
+for _ in $(seq 100); do [ -d "/proc/$wpid" ] || break; sleep 0.05; done
+[ -d "/proc/$wpid" ] && fail "the source process $wpid still exists after the migration"
+wpid=
+
+# The restored service: same pid, in the destination's PID namespace.
+$dst_exec "$workload" --verify "$(sed -n 's/^migrating pid \([0-9]*\) .*/\1/p' "$tmp/out")" \
+    --report "$tmp/report" > "$tmp/verify.out" 2>&1 ||
+    fail "the restored service failed its check: $(cat "$tmp/verify.out")"
+echo "restored service: $(cat "$tmp/verify.out")"
+
+# The connection made before the migration.
+touch "$tmp/go"
+for _ in $(seq 200); do grep -q '^after:' "$tmp/client.out" && break; sleep 0.05; done
+cat "$tmp/client.out"
+before_ns=$(sed -n 's/^before: OK .* \(net:.*\)$/\1/p' "$tmp/client.out")
+after_ns=$(sed -n 's/^after: OK .* \(net:.*\)$/\1/p' "$tmp/client.out")
+dst_ns=$(readlink "/proc/$dst_init/ns/net")
+[ -n "$after_ns" ] || fail "the client's connection did not survive the migration: $(grep '^after:' "$tmp/client.out")"
+[ "$after_ns" = "$dst_ns" ] && [ "$before_ns" != "$dst_ns" ] ||
+    fail "the answer after the migration came from $after_ns, not the destination ($dst_ns)"
+echo "PASS: migrated with every page verified; the TCP connection moved from $before_ns to $after_ns"
