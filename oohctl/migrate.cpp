@@ -45,10 +45,10 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
     pid_t pid = 0;
-    std::string to;            // the page server's address on the destination
+    std::string to; // the page server's address on the destination
     unsigned long port = 27027;
-    std::string dir;           // here: every round's non-page images and CRIU logs
-    std::string destDir;       // there: every round's pages, then the final images
+    std::string dir;                   // here: every round's non-page images and CRIU logs
+    std::string destDir;               // there: every round's pages, then the final images
     std::vector<std::string> destExec; // prefix that runs a command there
     std::string criu, destCriu, pluginDir, socket;
     ConvergencePolicy policy;
@@ -158,8 +158,7 @@ private:
     int prepareDestination();
     int round(const char *action, const std::string &name, const std::string &sub,
               const std::string &parent, RoundStats *out);
-    int startPageServer(const std::string &name, const std::string &sub,
-                        const std::string &parent);
+    int startPageServer(const std::string &name, const std::string &sub, const std::string &parent);
     void stopPageServer(const std::string &name, const std::string &sub);
     int transferImages(uint64_t *bytes);
     int restore(double *sec);
@@ -194,8 +193,8 @@ int Migration::prepareDestination()
     std::vector<std::string> cmd{"mkdir", "-p", there("dump")};
     for (unsigned r = 1; !o_.oneShot && r <= o_.policy.maxRounds; r++)
         cmd.push_back(there(std::to_string(r)));
-    Step step{"prepare destination", onDest(o_, cmd), here("prepare.out"), here("prepare.out"),
-              {}, kCmd};
+    Step step{
+        "prepare destination", onDest(o_, cmd), here("prepare.out"), here("prepare.out"), {}, kCmd};
     StepOutcome res = runStep(step, o_.stepTimeoutSec);
     if (res.status != 0)
         return failed(step, res, false);
@@ -223,8 +222,12 @@ int Migration::startPageServer(const std::string &name, const std::string &sub,
                                  "-v4"};
     if (!parent.empty())
         cmd.insert(cmd.end(), {"--prev-images-dir", parent});
-    Step step{"page server for " + name, onDest(o_, cmd), here(sub) + "/page-server.out",
-              there(sub) + "/page-server.log", {}, kCmd};
+    Step step{"page server for " + name,
+              onDest(o_, cmd),
+              here(sub) + "/page-server.out",
+              there(sub) + "/page-server.log",
+              {},
+              kCmd};
     StepOutcome res = runStep(step, o_.stepTimeoutSec);
     if (res.status != 0)
         return failed(step, res, false);
@@ -234,15 +237,23 @@ int Migration::startPageServer(const std::string &name, const std::string &sub,
 // After a failed round: the page server may still wait for its connection.
 void Migration::stopPageServer(const std::string &name, const std::string &sub)
 {
-    Step read{"page server pid", onDest(o_, {"cat", there(sub) + "/page-server.pid"}),
-              here(sub) + "/page-server.pid", here(sub) + "/page-server.pid", {}, kCmd};
+    Step read{"page server pid",
+              onDest(o_, {"cat", there(sub) + "/page-server.pid"}),
+              here(sub) + "/page-server.pid",
+              here(sub) + "/page-server.pid",
+              {},
+              kCmd};
     if (runStep(read, 30).status != 0)
         return;
     std::string pid = readFirstLine(read.stdoutPath);
     if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos)
         return;
-    Step kill{"stop page server", onDest(o_, {"kill", pid}), here(sub) + "/page-server.kill",
-              here(sub) + "/page-server.kill", {}, kCmd};
+    Step kill{"stop page server",
+              onDest(o_, {"kill", pid}),
+              here(sub) + "/page-server.kill",
+              here(sub) + "/page-server.kill",
+              {},
+              kCmd};
     if (runStep(kill, 30).status == 0)
         std::fprintf(stderr, "%s: %s: stopped the destination's page server (pid %s)\n", kCmd,
                      name.c_str(), pid.c_str());
@@ -332,8 +343,8 @@ int Migration::transferImages(uint64_t *bytes)
     std::vector<std::string> argv{"/bin/sh", "-c", pipe, "sh", here("dump")};
     for (const auto &w : onDest(o_, {"tar", "-C", there("dump"), "-xf", "-"}))
         argv.push_back(w);
-    Step step{"image transfer", argv, here("dump/transfer.out"), here("dump/transfer.out"), {},
-              kCmd};
+    Step step{"image transfer",          argv, here("dump/transfer.out"),
+              here("dump/transfer.out"), {},   kCmd};
     StepOutcome res = runStep(step, o_.stepTimeoutSec);
     if (res.status != 0)
         return failed(step, res, true);
@@ -342,15 +353,15 @@ int Migration::transferImages(uint64_t *bytes)
 
 int Migration::restore(double *sec)
 {
-    std::vector<std::string> cmd{o_.destCriu,  "restore", "-D",  there("dump"), "-d",
-                                 "-o",         "restore.log",    "-v4",         "--display-stats"};
+    std::vector<std::string> cmd{o_.destCriu, "restore",     "-D",  there("dump"),    "-d",
+                                 "-o",        "restore.log", "-v4", "--display-stats"};
     if (!o_.pluginDir.empty())
         cmd.insert(cmd.end(), {"-L", o_.pluginDir});
     if (o_.tcpEstablished)
         cmd.push_back("--tcp-established");
     cmd.insert(cmd.end(), o_.criuArgs.begin(), o_.criuArgs.end());
-    Step step{"restore", onDest(o_, cmd), here("dump/restore.stats"),
-              there("dump/restore.log"), {}, kCmd};
+    Step step{"restore", onDest(o_, cmd), here("dump/restore.stats"), there("dump/restore.log"), {},
+              kCmd};
     auto t0 = Clock::now();
     StepOutcome res = runStep(step, o_.stepTimeoutSec);
     *sec = secondsSince(t0);
@@ -460,13 +471,13 @@ int Migration::run()
     std::printf("restored on the destination in %.3f s; the source is killed\n", restoreSec);
     std::printf("downtime %.1f ms (source frozen -> destination running; at most %.1f ms from "
                 "the start of the final dump); %.1f MiB sent in %zu round%s\n",
-                downtimeMs, upperMs, bytes / 1048576.0, sent.size() + 1,
-                sent.empty() ? "" : "s");
+                downtimeMs, upperMs, bytes / 1048576.0, sent.size() + 1, sent.empty() ? "" : "s");
     std::printf("summary rounds=%zu pre_dump_pages=%llu dump_pages=%lu image_bytes=%llu "
-                "bytes_sent=%llu dump_frozen_ms=%.1f downtime_ms=%.1f downtime_max_ms=%.1f\n",
-                sent.size(), (unsigned long long)(totalPages - fin.pagesWritten),
-                fin.pagesWritten, (unsigned long long)imageBytes, (unsigned long long)bytes,
-                (fin.frozenUs + fin.freezingUs) / 1000.0, downtimeMs, upperMs);
+                "bytes_sent=%llu dump_frozen_ms=%.1f restore_ms=%.1f downtime_ms=%.1f "
+                "downtime_max_ms=%.1f\n",
+                sent.size(), (unsigned long long)(totalPages - fin.pagesWritten), fin.pagesWritten,
+                (unsigned long long)imageBytes, (unsigned long long)bytes,
+                (fin.frozenUs + fin.freezingUs) / 1000.0, restoreSec * 1000, downtimeMs, upperMs);
     std::fflush(stdout);
     return 0;
 }
@@ -580,14 +591,14 @@ int parseArgs(int argc, char **argv, Options *o)
     for (int i = optind; i < argc; i++)
         o->criuArgs.push_back(argv[i]);
     if (!o->pid || o->to.empty() || o->dir.empty() || o->destDir.empty()) {
-        std::fprintf(stderr, "%s: -t PID, --to ADDR, -D DIR and --dest-dir DIR are required "
-                             "(see --help)\n",
+        std::fprintf(stderr,
+                     "%s: -t PID, --to ADDR, -D DIR and --dest-dir DIR are required "
+                     "(see --help)\n",
                      kCmd);
         return 2;
     }
     if (o->destDir[0] != '/') {
-        std::fprintf(stderr, "%s: --dest-dir must be an absolute path on the destination\n",
-                     kCmd);
+        std::fprintf(stderr, "%s: --dest-dir must be an absolute path on the destination\n", kCmd);
         return 2;
     }
     return -1;

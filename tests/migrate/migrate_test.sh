@@ -58,6 +58,7 @@ port=7070
 $src_exec setsid "$workload" --mib 64 --rate 2000 --report "$tmp/report" \
     --listen "$service_addr:$port" < /dev/null > "$tmp/workload.log" 2>&1 &
 wpid=$!
+disown
 for _ in $(seq 100); do
     [ "$(readlink "/proc/$wpid/exe")" = "$(readlink -f "$workload")" ] && break
     sleep 0.05
