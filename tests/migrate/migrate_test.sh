@@ -69,7 +69,13 @@ done
 # connection, prints both answers.
 cat > "$tmp/client.py" <<PY
 import os, socket, sys, time
-s = socket.create_connection(("$service_addr", $port), timeout=10)
+# The service listens once it has stamped all its pages.
+for _ in range(200):
+    try:
+        s = socket.create_connection(("$service_addr", $port), timeout=10)
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.05)
 f = s.makefile("rw")
 def ask():
     f.write("verify\n"); f.flush()
@@ -84,7 +90,7 @@ except OSError as e:
 PY
 $lan_exec /usr/bin/python3 "$tmp/client.py" > "$tmp/client.out" 2>&1 &
 client_pid=$!
-for _ in $(seq 200); do grep -q '^before:' "$tmp/client.out" && break; sleep 0.05; done
+for _ in $(seq 400); do grep -q '^before:' "$tmp/client.out" && break; sleep 0.05; done
 grep -q '^before: OK' "$tmp/client.out" || fail "the client got no answer before the migration: $(cat "$tmp/client.out")"
 
 move="ip -n $hosts_prefix-src addr del $service_addr/32 dev lo &&
