@@ -63,8 +63,8 @@ struct Options {
 void usage(FILE *out)
 {
     std::fprintf(out,
-                 "Usage: oohctl migrate -t PID --to ADDR -D DIR --dest-dir DIR [OPTIONS]\n"
-                 "                      [-- CRIU_ARGS...]\n"
+                 "Usage: oohctl migrate -t PID --to ADDR -D DIR --dest-dir DIR --dest-exec CMD\n"
+                 "                      [OPTIONS] [-- CRIU_ARGS...]\n"
                  "\n"
                  "Moves the process tree of PID to another host with a short freeze: the\n"
                  "destination runs `criu page-server` on ADDR for each round, and CRIU\n"
@@ -86,7 +86,7 @@ void usage(FILE *out)
                  "      --dest-exec CMD      command prefix that runs a command on the\n"
                  "                           destination, words split at spaces, the command\n"
                  "                           following as arguments (\"nsenter -t PID -n -m -p\",\n"
-                 "                           \"ip netns exec NAME\"); default: run here\n"
+                 "                           \"ip netns exec NAME\")\n"
                  "      --criu PATH          patched criu here (default: the build tree's, then\n"
                  "                           LIBEXECDIR/ooh/criu, then criu from PATH)\n"
                  "      --dest-criu PATH     criu on the destination (default: as --criu)\n"
@@ -590,10 +590,12 @@ int parseArgs(int argc, char **argv, Options *o)
     }
     for (int i = optind; i < argc; i++)
         o->criuArgs.push_back(argv[i]);
-    if (!o->pid || o->to.empty() || o->dir.empty() || o->destDir.empty()) {
+    // The destination is another host: here, the stopped source still
+    // holds the pids the restore needs.
+    if (!o->pid || o->to.empty() || o->dir.empty() || o->destDir.empty() || o->destExec.empty()) {
         std::fprintf(stderr,
-                     "%s: -t PID, --to ADDR, -D DIR and --dest-dir DIR are required "
-                     "(see --help)\n",
+                     "%s: -t PID, --to ADDR, -D DIR, --dest-dir DIR and --dest-exec CMD "
+                     "are required (see --help)\n",
                      kCmd);
         return 2;
     }
