@@ -65,8 +65,11 @@ for _ in $(seq 100); do
 done
 [ "$(readlink "/proc/$wpid/exe")" = "$(readlink -f "$workload")" ] || fail "the service did not start"
 
-# The client: asks before, waits for $tmp/go, asks again on the same
-# connection, prints both answers.
+# The client: asks before; pings every 20 ms through the migration, each
+# ping answered before the next (the ones sent while the service is frozen
+# wait in TCP and are answered by the restored service); once $tmp/go
+# exists, asks again on the same connection. Prints the answers and, per
+# network namespace, how many pings it answered.
 cat > "$tmp/client.py" <<PY
 import os, socket, sys, time
 # The service listens once it has stamped all its pages.
@@ -81,9 +84,18 @@ def ask():
     f.write("verify\n"); f.flush()
     return f.readline().strip()
 print("before:", ask(), flush=True)
-while not os.path.exists("$tmp/go"):
-    time.sleep(0.05)
+s.settimeout(60)
+pongs, n = {}, 0
 try:
+    while not os.path.exists("$tmp/go"):
+        n += 1
+        f.write("ping %d\n" % n); f.flush()
+        answer = f.readline().split()
+        if answer[:2] != ["pong", str(n)]:
+            raise OSError("ping %d answered %s" % (n, answer))
+        pongs[answer[2]] = pongs.get(answer[2], 0) + 1
+        time.sleep(0.02)
+    print("pings:", n, " ".join("%s=%d" % kv for kv in pongs.items()), flush=True)
     print("after:", ask(), flush=True)
 except OSError as e:
     print("after: error", e, flush=True)
@@ -129,4 +141,8 @@ dst_ns=$(readlink "/proc/$dst_init/ns/net")
 [ -n "$after_ns" ] || fail "the client's connection did not survive the migration: $(grep '^after:' "$tmp/client.out")"
 [ "$after_ns" = "$dst_ns" ] && [ "$before_ns" != "$dst_ns" ] ||
     fail "the answer after the migration came from $after_ns, not the destination ($dst_ns)"
-echo "PASS: migrated with every page verified; the TCP connection moved from $before_ns to $after_ns"
+# Every ping answered (the client checks each in turn), by both hosts.
+pings=$(sed -n 's/^pings: //p' "$tmp/client.out")
+[ "$(wc -w <<< "$pings")" = 3 ] && grep -qF " $before_ns=" <<< "$pings" && grep -qF " $dst_ns=" <<< "$pings" ||
+    fail "the pings were not answered by the source then the destination: $(grep '^pings:' "$tmp/client.out")"
+echo "PASS: migrated with every page verified; the TCP connection moved from $before_ns to $after_ns, every ping answered ($(sed -n 's/^pings: //p' "$tmp/client.out"))"

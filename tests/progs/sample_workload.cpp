@@ -14,7 +14,8 @@
 // --listen ADDR:PORT makes it a TCP service for migration tests: it serves
 // one client at a time, and answers each line "verify" with the same check
 // and the network namespace that answered ("OK N pages match net:[ID]"),
-// so a client that stays connected through a migration sees the host move.
+// so a client that stays connected through a migration sees the host move;
+// "ping N" gets "pong N net:[ID]", cheap enough to send all along.
 #include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
@@ -207,7 +208,9 @@ int main(int argc, char **argv)
                     std::string line = request.substr(0, nl);
                     request.erase(0, nl + 1);
                     std::string text = "unknown request\n";
-                    if (line == "verify") {
+                    if (line.rfind("ping ", 0) == 0) {
+                        text = "pong " + line.substr(5) + " " + netNamespace() + "\n";
+                    } else if (line == "verify") {
                         std::string first;
                         size_t bad = mem.verify("memory", &first);
                         text = ooh::testprog::verifyReport(bad, pages, first);
