@@ -56,7 +56,7 @@ struct Options {
     unsigned intervalMs = 0;
     unsigned long stepTimeoutSec = 300;
     bool tcpEstablished = false;
-    std::string switchCommand;
+    std::string switchCommand, afterRestore;
     std::vector<std::string> criuArgs;
 };
 
@@ -104,8 +104,13 @@ void usage(FILE *out)
                  "                           restore --tcp-established): the connection's local\n"
                  "                           address must be the destination's by the restore\n"
                  "      --switch-command CMD run `sh -c CMD` here after the final dump, before\n"
-                 "                           the restore, with the source stopped (e.g. move the\n"
-                 "                           service address); non-zero exit fails the migration\n"
+                 "                           the restore, with the source stopped (e.g. give the\n"
+                 "                           destination the service address); non-zero exit\n"
+                 "                           fails the migration\n"
+                 "      --after-restore CMD  run `sh -c CMD` here once the destination runs the\n"
+                 "                           tree (e.g. send the service's traffic there: before,\n"
+                 "                           the destination would reset connections it has not\n"
+                 "                           restored yet); counted in the downtime\n"
                  "      --step-timeout SEC   deadline of each step (default 300)\n"
                  "  -h, --help               show this help\n"
                  "Arguments after -- go to the pre-dumps, the dump and the restore (e.g.\n"
@@ -163,6 +168,8 @@ private:
     int transferImages(uint64_t *bytes);
     int restore(double *sec);
     void killSource();
+    Step userCommand(const char *name, const std::string &cmd, const char *out) const;
+    StepOutcome runUserCommand(const Step &step) const;
     int failed(const Step &step, const StepOutcome &out, bool touchedTree);
 
     std::string here(const std::string &sub) const { return o_.dir + "/" + sub; }
@@ -370,6 +377,23 @@ int Migration::restore(double *sec)
     return 0;
 }
 
+// `sh -c cmd` here, its output into `out` (reportFailure shows its last
+// line).
+Step Migration::userCommand(const char *name, const std::string &cmd, const char *out) const
+{
+    return {name, {"/bin/sh", "-c", cmd}, here(out), here(out), {}, kCmd};
+}
+
+// Runs it; on failure says its last line of output.
+StepOutcome Migration::runUserCommand(const Step &step) const
+{
+    StepOutcome res = runStep(step, o_.stepTimeoutSec);
+    std::string last = lastLogLine(step.stdoutPath);
+    if (res.status != 0 && !last.empty())
+        std::fprintf(stderr, "%s: %s said: %s\n", kCmd, step.name.c_str(), last.c_str());
+    return res;
+}
+
 // The destination runs the tree: the stopped source goes.
 void Migration::killSource()
 {
@@ -445,25 +469,30 @@ int Migration::run()
     std::printf("images   %10.1f KiB of other images sent in %.3f s\n", imageBytes / 1024.0,
                 secondsSince(t0));
     if (!o_.switchCommand.empty()) {
-        Step sw{"switch command",
-                {"/bin/sh", "-c", o_.switchCommand},
-                here("dump/switch.out"),
-                here("dump/switch.out"),
-                {},
-                kCmd};
-        StepOutcome res = runStep(sw, o_.stepTimeoutSec);
-        if (res.status != 0) {
-            std::string last = lastLogLine(sw.stdoutPath);
-            if (!last.empty())
-                std::fprintf(stderr, "%s: switch command said: %s\n", kCmd, last.c_str());
+        Step sw = userCommand("switch command", o_.switchCommand, "dump/switch.out");
+        StepOutcome res = runUserCommand(sw);
+        if (res.status != 0)
             return failed(sw, res, true);
-        }
     }
     double restoreSec = 0;
     if (int rc = restore(&restoreSec))
         return rc;
-    auto running = Clock::now();
     killSource();
+    if (!o_.afterRestore.empty()) {
+        // The tree runs on the destination and the source is gone: a
+        // failure here can't undo the migration, only be reported.
+        Step after = userCommand("after-restore command", o_.afterRestore, "dump/after.out");
+        StepOutcome res = runUserCommand(after);
+        if (res.status != 0) {
+            reportFailure(after, res, o_.stepTimeoutSec);
+            std::fprintf(stderr,
+                         "%s: the tree runs on the destination, but the after-restore "
+                         "command failed\n",
+                         kCmd);
+            return 1;
+        }
+    }
+    auto running = Clock::now();
 
     double downtimeMs = std::chrono::duration<double, std::milli>(running - freezeStart).count();
     double upperMs = std::chrono::duration<double, std::milli>(running - dumpStart).count();
@@ -497,6 +526,7 @@ int parseArgs(int argc, char **argv, Options *o)
         kStepTimeout,
         kTcp,
         kSwitch,
+        kAfterRestore,
     };
     static const option longOpts[] = {
         {"tree", required_argument, nullptr, 't'},
@@ -516,6 +546,7 @@ int parseArgs(int argc, char **argv, Options *o)
         {"step-timeout", required_argument, nullptr, kStepTimeout},
         {"tcp-established", no_argument, nullptr, kTcp},
         {"switch-command", required_argument, nullptr, kSwitch},
+        {"after-restore", required_argument, nullptr, kAfterRestore},
         {"help", no_argument, nullptr, 'h'},
         {},
     };
@@ -584,6 +615,7 @@ int parseArgs(int argc, char **argv, Options *o)
             break;
         case kTcp: o->tcpEstablished = true; break;
         case kSwitch: o->switchCommand = optarg; break;
+        case kAfterRestore: o->afterRestore = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

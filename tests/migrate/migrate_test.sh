@@ -7,7 +7,8 @@
 # A client on the lan connects and asks it to verify its memory before the
 # migration; oohctl migrate pre-dumps with --ooh to the destination's page
 # server until the dirty set converges, dumps with --tcp-established, moves
-# the service address (--switch-command) and restores on the destination.
+# the service address (--switch-command), restores on the destination and
+# routes the lan's traffic for the address there (--after-restore).
 # Then: the source process is gone, the restored one (same pid, the
 # destination's PID namespace) verifies every page it ever wrote, and the
 # client's connection, opened before the migration, gets its answer from
@@ -105,14 +106,20 @@ client_pid=$!
 for _ in $(seq 400); do grep -q '^before:' "$tmp/client.out" && break; sleep 0.05; done
 grep -q '^before: OK' "$tmp/client.out" || fail "the client got no answer before the migration: $(cat "$tmp/client.out")"
 
-move="ip -n $hosts_prefix-src addr del $service_addr/32 dev lo &&
-      ip -n $hosts_prefix-dst addr add $service_addr/32 dev lo &&
-      ip -n $hosts_prefix-lan route replace $service_addr/32 via $dst_addr"
+# The destination gets the service address before the restore (the
+# restored sockets bind to it), the lan's route to it only after: until the
+# restored socket exists, the destination would answer the client's
+# retransmissions with a reset. Meanwhile they reach the source, which
+# drops them (CRIU's network lock, and no longer its address).
+give="ip -n $hosts_prefix-src addr del $service_addr/32 dev lo &&
+      ip -n $hosts_prefix-dst addr add $service_addr/32 dev lo"
+route="ip -n $hosts_prefix-lan route replace $service_addr/32 via $dst_addr"
 # 4 rounds + dump + transfer + restore at 30 s each stay under Meson's timeout.
 $src_exec "$oohctl" migrate -t "$wpid" --to "$dst_addr" -D "$tmp/src-img" \
     --dest-dir "$tmp/dst-img" --dest-exec "$dst_exec" --criu "$criu" \
     -L "$(dirname "$plugin")" -s "$tmp/oohd.sock" --max-rounds 4 --interval 300 \
-    --step-timeout 30 --tcp-established --switch-command "$move" > "$tmp/out" 2> "$tmp/err"
+    --step-timeout 30 --tcp-established --switch-command "$give" --after-restore "$route" \
+    > "$tmp/out" 2> "$tmp/err"
 rc=$?
 cat "$tmp/out" "$tmp/err"
 [ "$rc" = 0 ] || fail "oohctl migrate failed (status $rc): $(grep -m1 'oohctl migrate: ' "$tmp/err")"

@@ -7,12 +7,11 @@
 #           namespaces (a process there, $dst_init, is their pid 1), so a
 #           restored tree gets its own pids as on another machine
 # The service address 10.77.0.10 is routed from the lan to whichever host
-# holds it (hosts_move_service), as a floating address would be.
+# holds it (a route in the lan), as a floating address would be.
 # Nothing changes in the machine's own network namespace.
 #
 #   hosts_up PREFIX     sets src_exec, dst_exec, lan_exec (command prefixes,
 #                       words) and dst_init; returns non-zero with a reason
-#   hosts_move_service  moves 10.77.0.10 from the source to the destination
 #   hosts_down          removes it all (also safe after a partial hosts_up)
 
 src_addr=10.77.0.1 dst_addr=10.77.0.2 lan_addr=10.77.0.254 service_addr=10.77.0.10
@@ -52,13 +51,6 @@ hosts_up() {
     src_exec="nsenter --net=/run/netns/$p-src"
     lan_exec="nsenter --net=/run/netns/$p-lan"
     dst_exec="nsenter -t $dst_init -n -m -p"
-}
-
-hosts_move_service() {
-    local p=$hosts_prefix
-    ip -n "$p-src" addr del "$service_addr/32" dev lo &&
-        ip -n "$p-dst" addr add "$service_addr/32" dev lo &&
-        ip -n "$p-lan" route replace "$service_addr/32" via "$dst_addr"
 }
 
 hosts_down() {
