@@ -163,7 +163,7 @@ def main():
 
         def feature_mem_track():
             """runc's question before a pre-dump: a FEATURE_CHECK of
-            mem_track without options (patch 0010)."""
+            mem_track without options (patch 0009)."""
             c = pycriu.criu()
             c.use_binary(os.path.abspath(criu))
             req = pycriu.rpc.criu_req()
