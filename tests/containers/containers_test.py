@@ -36,6 +36,7 @@
 # CRIU (the build's patched criu, '' when not built) only decides the skip.
 # Exit 77 (skip) without root, the patched CRIU or the programs.
 import ctypes
+import glob
 import json
 import os
 import random
@@ -425,6 +426,26 @@ def unmount_under(path):
         subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
+def podman_cgroups():
+    """The parent cgroups podman's cgroupfs manager makes (cgroup v1: one per
+    controller, v2: one)."""
+    return set(glob.glob("/sys/fs/cgroup/*/libpod_parent") +
+               glob.glob("/sys/fs/cgroup/libpod_parent"))
+
+
+def remove_cgroups(dirs):
+    """Removes cgroup trees the test made (empty once its containers are
+    gone), deepest first. Left behind, podman's cpuset parent holds every
+    CPU, and a later cgroup of the machine can't be made cpu_exclusive
+    (CRIU's zdtm cgroup02 then fails to restore)."""
+    for top in dirs:
+        for d, _, _ in os.walk(top, topdown=False):
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                log("could not remove %s: %s" % (d, e))
+
+
 def limits():
     # runc sets the container's hard limits from its parent and needs
     # CAP_SYS_RESOURCE to raise one (podman's defaults are 1048576): stay
@@ -694,6 +715,7 @@ def main():
                         "OOH_SOCKET")}
     mounts = []
     daemon = None
+    cgroups_before = podman_cgroups()
     try:
         mounts, env["PATH"] = private_machine(work, meson, build, prefix, dirs)
         oohd = os.path.join(prefix, dirs["sbindir"], "oohd")
@@ -729,6 +751,7 @@ def main():
         unmount_under(work)
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)
+        remove_cgroups(podman_cgroups() - cgroups_before)
         if os.environ.get("KEEP_TMP"):
             print("kept " + work)
         else:
