@@ -13,6 +13,7 @@
 #include "compat/linux_mm.h"
 #include "page_range.h"
 #include "pagemap_scan.h"
+#include "self_pml.h"
 #include "uffd_wp_space.h"
 #include "unique_fd.h"
 
@@ -39,6 +40,9 @@ struct ooh_self {
     ooh::UniqueFD stop; // eventfd: ends the notice thread
     std::unique_ptr<ooh::UffdWpSpace> space;
     std::vector<ooh::PageRange> windows; // tracked ranges, sorted, disjoint
+    // Set instead of uffd/space when the dirty bits come from the PML ring.
+    std::unique_ptr<ooh::SelfPml> pml;
+    const char *backend = "";
 
     pthread_t notices_thread{};
     bool thread_started = false;
@@ -134,6 +138,8 @@ void *readNotices(void *arg)
         drainNotices(s);
     }
 }
+
+int openUffdHandle(ooh_self *s);
 
 int openUffd(ooh_self *s)
 {
@@ -272,20 +278,48 @@ private:
 
 extern "C" {
 
-int ooh_self_open(ooh_self **out)
+int ooh_self_open(ooh_self **out) { return ooh_self_open_backend(out, OOH_SELF_UFFD); }
+
+int ooh_self_open_backend(ooh_self **out, int backend)
 {
     if (out)
         *out = nullptr;
+    if (backend != OOH_SELF_AUTO && backend != OOH_SELF_UFFD && backend != OOH_SELF_PML)
+        return -EINVAL;
     auto *s = new (std::nothrow) ooh_self;
     if (!s)
         return -ENOMEM;
     if (out)
         *out = s;
-    if (int r = openUffd(s); r < 0) {
-        if (!out)
-            ooh_self_close(s);
-        return r;
+    int r = backend == OOH_SELF_PML ? -ENOTSUP : openUffdHandle(s);
+    if (r < 0 && backend != OOH_SELF_UFFD) {
+        std::string uffd_error = s->error;
+        ooh::SelfPml *pml = nullptr;
+        std::string pml_error;
+        r = ooh::SelfPml::open(&pml, &pml_error);
+        if (r == 0) {
+            s->pml.reset(pml);
+            s->backend = "pml";
+            s->error.clear();
+        } else if (backend == OOH_SELF_AUTO) {
+            s->error = "neither userfaultfd write-protect (" + uffd_error + ") nor the PML ring (" +
+                       pml_error + ")";
+        } else {
+            s->error = pml_error;
+        }
     }
+    if (r < 0 && !out)
+        ooh_self_close(s);
+    return r;
+}
+} // extern "C"
+
+namespace {
+
+int openUffdHandle(ooh_self *s)
+{
+    if (int r = openUffd(s); r < 0)
+        return r;
     s->pagemap.reset(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
     s->maps.reset(::open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
     s->stop.reset(::eventfd(0, EFD_CLOEXEC));
@@ -325,10 +359,20 @@ int ooh_self_open(ooh_self **out)
         else
             s->thread_started = true;
     }
-    if (r < 0 && !out)
-        ooh_self_close(s);
+    if (r < 0) { // a handle that failed to open holds nothing
+        s->space.reset();
+        s->uffd.reset();
+        s->pagemap.reset();
+        s->maps.reset();
+        s->stop.reset();
+    } else
+        s->backend = "uffd";
     return r;
 }
+
+} // namespace
+
+extern "C" {
 
 void ooh_self_close(ooh_self *s)
 {
@@ -343,10 +387,14 @@ void ooh_self_close(ooh_self *s)
     }
     // In a child of fork(), the parent's thread does not exist here: the
     // fds (copies) close, and the parent's tracking is untouched.
+    if (s->pml && s->owner != ::getpid())
+        s->pml->abandon();
     delete s;
 }
 
 const char *ooh_self_last_error(const ooh_self *s) { return s ? s->error.c_str() : ""; }
+
+const char *ooh_self_backend(const ooh_self *s) { return s ? s->backend : ""; }
 
 int ooh_self_track(ooh_self *s, void *addr, size_t len)
 {
@@ -354,14 +402,16 @@ int ooh_self_track(ooh_self *s, void *addr, size_t len)
         return -EINVAL;
     if (forked(s))
         return -ECHILD;
-    if (!s->space)
+    if (!s->space && !s->pml)
         return fail(s, EBADF, "this handle failed to open: " + s->error);
     const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
     const uint64_t start = reinterpret_cast<uint64_t>(addr), end = start + len;
     if (len == 0 || start % page || len % page || end < start)
         return fail(s, EINVAL, "ooh_self_track: the range must be non-empty and page aligned");
-    if (auto adopted = s->space->adopt(start, end, nullptr); !adopted)
-        return fail(s, adopted.error());
+    // oohd logs the whole process: a window only selects what is reported.
+    if (s->space)
+        if (auto adopted = s->space->adopt(start, end, nullptr); !adopted)
+            return fail(s, adopted.error());
     s->windows.push_back({start, end, false});
     s->windows = ooh::normalizeRanges(std::move(s->windows));
     return 0;
@@ -378,8 +428,9 @@ int ooh_self_untrack(ooh_self *s, void *addr, size_t len)
     if (len == 0 || start % page || len % page || end < start)
         return fail(s, EINVAL, "ooh_self_untrack: the range must be non-empty and page aligned");
     // Unregistered mappings in the range are skipped by the kernel.
-    if (int err = ooh::uffdUnregister(s->uffd.get(), start, end); err < 0 && err != -EINVAL)
-        return fail(s, err, std::string("UFFDIO_UNREGISTER: ") + std::strerror(-err));
+    if (s->space)
+        if (int err = ooh::uffdUnregister(s->uffd.get(), start, end); err < 0 && err != -EINVAL)
+            return fail(s, err, std::string("UFFDIO_UNREGISTER: ") + std::strerror(-err));
     std::vector<ooh::PageRange> kept;
     for (const auto &w : s->windows) {
         if (w.start < start)
@@ -397,6 +448,10 @@ long ooh_self_collect(ooh_self *s, ooh_self_sink sink, void *ctx)
         return -EINVAL;
     if (forked(s))
         return -ECHILD;
+    if (s->pml) {
+        long pages = s->pml->collect(s->windows, sink, ctx, &s->error);
+        return pages;
+    }
     if (!s->space)
         return fail(s, EBADF, "this handle failed to open: " + s->error);
     drainNotices(s);

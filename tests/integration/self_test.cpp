@@ -13,7 +13,9 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <string>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -362,6 +364,45 @@ TEST_F(SelfTracking, GroundTruthOverManyRounds)
     // The exactly reported part stays close to what was written (repeated
     // writes to a page count once in a collect, so this bounds from above).
     EXPECT_LE(exact_total, written_total) << "exact part larger than the writes";
+}
+
+// The choice of mechanism (the PML ring's own ground truth runs in the vm
+// suite, where the OoH guest module is).
+TEST(SelfTrackingChoice, PmlWithoutTheModuleSaysSo)
+{
+    struct stat st;
+    if (::stat("/dev/ooh-ctl", &st) == 0)
+        GTEST_SKIP() << "the OoH guest module is loaded here";
+    ooh_self *s = nullptr;
+    EXPECT_EQ(ooh_self_open_backend(&s, OOH_SELF_PML), -ENODEV);
+    EXPECT_NE(std::string(ooh_self_last_error(s)).find("guest module is not loaded"),
+              std::string::npos)
+        << ooh_self_last_error(s);
+    EXPECT_STREQ(ooh_self_backend(s), "");
+    EXPECT_EQ(ooh_self_track(s, nullptr, kPage), -EBADF);
+    ooh_self_close(s);
+}
+
+TEST(SelfTrackingChoice, AutoTakesUffdWhereItWorks)
+{
+    ooh_self *s = nullptr;
+    int r = ooh_self_open_backend(&s, OOH_SELF_UFFD);
+    ooh_self_close(s);
+    if (r == -ENOTSUP || r == -EPERM)
+        GTEST_SKIP() << "userfaultfd write-protect unavailable here";
+    ASSERT_EQ(ooh_self_open_backend(&s, OOH_SELF_AUTO), 0) << ooh_self_last_error(s);
+    EXPECT_STREQ(ooh_self_backend(s), "uffd");
+    ooh_self_close(s);
+    ASSERT_EQ(ooh_self_open(&s), 0) << ooh_self_last_error(s);
+    EXPECT_STREQ(ooh_self_backend(s), "uffd");
+    ooh_self_close(s);
+}
+
+TEST(SelfTrackingChoice, UnknownMechanismIsRefused)
+{
+    ooh_self *s = nullptr;
+    EXPECT_EQ(ooh_self_open_backend(&s, 7), -EINVAL);
+    EXPECT_EQ(s, nullptr);
 }
 
 } // namespace

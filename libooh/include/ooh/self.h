@@ -39,6 +39,16 @@
  * child, every call but ooh_self_close() fails with -ECHILD; close it and
  * open a new one.
  *
+ * The PML ring (OOH_SELF_PML): where the OoH guest module runs (a guest of
+ * Xen with SPML, or of QEMU with the qemu-pml device), oohd tracks the
+ * calling process with its pml-ring backend and each collect asks oohd for
+ * the set, clipped to the tracked ranges. Pages are never missed there
+ * either: a ring overflow or lost entries make oohd report every mapping
+ * (the tracked ranges wholly, OOH_RANGE_WHOLESALE), and a failed exchange
+ * fails the collect. A collect allocates nothing in the calling thread (the
+ * exchange runs in a thread of the handle, which allocates); the process
+ * must not be tracked by oohd already (-EBUSY). No discard notice thread.
+ *
  * Every function returns 0 (or a count) on success and a negative errno on
  * failure; ooh_self_last_error() then says what failed.
  */
@@ -61,6 +71,20 @@ typedef struct ooh_self ooh_self;
  * On failure *out is still set (if out is not NULL) so that the error can
  * be read; close it. */
 int ooh_self_open(ooh_self **out);
+
+/* Where the dirty bits come from (ooh_self_open_backend()). */
+#define OOH_SELF_AUTO 0 /* uffd, else the PML ring */
+#define OOH_SELF_UFFD 1 /* async userfaultfd write-protect, in process */
+#define OOH_SELF_PML 2  /* the OoH guest module's PML ring, through oohd */
+
+/* ooh_self_open() with a choice of mechanism. OOH_SELF_PML fails with
+ * -ENODEV when the OoH guest module is absent (/dev/ooh-ctl), with
+ * oohd's error (-ENOENT, -ECONNREFUSED...) when oohd does not answer or
+ * refuses, -EBUSY when oohd already tracks this process. OOH_SELF_AUTO
+ * tries uffd, then the PML ring, and on failure says why for both. */
+int ooh_self_open_backend(ooh_self **out, int backend);
+/* Which one an open handle uses: "uffd" or "pml" ("" if it failed). */
+const char *ooh_self_backend(const ooh_self *self);
 void ooh_self_close(ooh_self *self);
 /* Message of the last failure ("" if none), valid until the next call. */
 const char *ooh_self_last_error(const ooh_self *self);
