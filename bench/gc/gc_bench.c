@@ -120,7 +120,8 @@ static int run(const char *mode, int threads)
 	}
 	t1 = gcm_now();
 	gcm_finish(&r);
-	printf("%.3f %lu %.3f %.3f\n", t1 - t0, r.collections, r.max_ms, r.median_ms);
+	r.seconds = t1 - t0;
+	gcm_print_result(&r);
 	return 0;
 }
 
@@ -174,11 +175,13 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: %s\n", csv_path, strerror(errno));
 			return 1;
 		}
-		fprintf(csv, "mode,threads,seconds,collections,max_pause_ms,median_pause_ms\n");
+		fprintf(csv, "mode,threads,seconds,collections,max_pause_ms,median_pause_ms,"
+			     "dirty_reads,dirty_read_ms,dirty_pages\n");
 		for (m = 0; m < GCM_MODES; m++)
-			fprintf(csv, "%s,%d,%.6f,%lu,%.6f,%.6f\n", gcm_modes[m], threads,
-				res[m].seconds, res[m].collections, res[m].max_ms,
-				res[m].median_ms);
+			fprintf(csv, "%s,%d,%.6f,%lu,%.6f,%.6f,%lu,%.6f,%lu\n", gcm_modes[m],
+				threads, res[m].seconds, res[m].collections, res[m].max_ms,
+				res[m].median_ms, res[m].dirty_reads, res[m].dirty_read_ms,
+				res[m].dirty_pages);
 		fclose(csv);
 	}
 	return 0;

@@ -73,6 +73,15 @@ void gcm_finish(struct gcm_result *out)
 	out->collections = (unsigned long)GC_get_gc_no();
 	out->max_ms = npauses ? pauses[npauses - 1] * 1e3 : 0.0;
 	out->median_ms = npauses ? pauses[npauses / 2] * 1e3 : 0.0;
+	out->dirty_reads = GC_get_read_dirty_count();
+	out->dirty_read_ms = GC_get_read_dirty_total_time() / 1e3;
+	out->dirty_pages = GC_get_read_dirty_blocks();
+}
+
+void gcm_print_result(const struct gcm_result *r)
+{
+	printf("%.6f %lu %.6f %.6f %lu %.6f %lu\n", r->seconds, r->collections, r->max_ms,
+	       r->median_ms, r->dirty_reads, r->dirty_read_ms, r->dirty_pages);
 }
 
 int gcm_pauses(void)
@@ -112,8 +121,9 @@ static int child(const char *mode, char *const args[], struct gcm_result *out)
 	close(fds[0]);
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return -1;
-	return sscanf(buf, "%lf %lu %lf %lf", &out->seconds, &out->collections, &out->max_ms,
-		      &out->median_ms) == 4
+	return sscanf(buf, "%lf %lu %lf %lf %lu %lf %lu", &out->seconds, &out->collections,
+		      &out->max_ms, &out->median_ms, &out->dirty_reads, &out->dirty_read_ms,
+		      &out->dirty_pages) == 7
 		       ? 0
 		       : -1;
 }
@@ -148,9 +158,11 @@ void gcm_print_table(const struct gcm_result res[GCM_MODES])
 {
 	int m;
 
-	printf("| mode | total s | collections | max pause ms | median pause ms |\n");
-	printf("|---|---|---|---|---|\n");
+	printf("| mode | total s | collections | max pause ms | median pause ms "
+	       "| dirty-bit reads | reading ms | pages marked dirty |\n");
+	printf("|---|---|---|---|---|---|---|---|\n");
 	for (m = 0; m < GCM_MODES; m++)
-		printf("| %s | %.3f | %lu | %.3f | %.3f |\n", gcm_mode_names[m], res[m].seconds,
-		       res[m].collections, res[m].max_ms, res[m].median_ms);
+		printf("| %s | %.3f | %lu | %.3f | %.3f | %lu | %.2f | %lu |\n", gcm_mode_names[m],
+		       res[m].seconds, res[m].collections, res[m].max_ms, res[m].median_ms,
+		       res[m].dirty_reads, res[m].dirty_read_ms, res[m].dirty_pages);
 }

@@ -21,6 +21,11 @@ extern const char *const gcm_mode_names[GCM_MODES];
 struct gcm_result {
 	double seconds, max_ms, median_ms;
 	unsigned long collections;
+	/* Reads of the dirty bits (GC_read_dirty), the time they took in
+	 * total (re-arming included), and the heap pages they marked dirty
+	 * in total (the collector's hash entries: colliding pages count once). */
+	unsigned long dirty_reads, dirty_pages;
+	double dirty_read_ms;
 };
 
 double gcm_now(void);
@@ -32,9 +37,11 @@ int gcm_start(const char *who, const char *mode);
 void gcm_finish(struct gcm_result *out);
 /* How many pauses were recorded. */
 int gcm_pauses(void);
+/* Prints @r as one line for gcm_measure() to read (GCM_RESULT_FMT). */
+void gcm_print_result(const struct gcm_result *r);
 /* Runs `/proc/self/exe --run MODE ARGS...` for each mode @repeat times, each
- * in a child with the mode's environment, which prints "seconds collections
- * max_ms median_ms"; res[m] is the run of median time. 0, or -1 with the
+ * in a child with the mode's environment, which prints its result with
+ * gcm_print_result(); res[m] is the run of median time. 0, or -1 with the
  * mode that failed in *failed. */
 int gcm_measure(char *const args[], int repeat, struct gcm_result res[GCM_MODES], int *failed);
 /* The Markdown table of gcm_measure()'s results. */

@@ -32,14 +32,16 @@ done
 echo "Phoenix-like applications, $threads threads, median of $repeat" \
     "(non-incremental / mprotect / OoH uffd)"
 echo
-echo "| application | total s | collections | max pause ms | median pause ms |"
-echo "|---|---|---|---|---|"
+echo "| application | total s | collections | max pause ms | median pause ms" \
+    "| reading dirty bits ms | pages marked dirty |"
+echo "|---|---|---|---|---|---|---|"
 awk -F, 'NR > 1 {
         i = (NR - 2) % 3
-        s[i] = $4; c[i] = $5; mx[i] = $6; md[i] = $7
+        s[i] = $4; c[i] = $5; mx[i] = $6; md[i] = $7; rd[i] = $9; dp[i] = $10
         if (i == 2)
-            printf "| %s | %.3f / %.3f / %.3f | %d / %d / %d | %.2f / %.2f / %.2f | %.3f / %.3f / %.3f |\n",
-                $1, s[0], s[1], s[2], c[0], c[1], c[2], mx[0], mx[1], mx[2], md[0], md[1], md[2]
+            printf "| %s | %.3f / %.3f / %.3f | %d / %d / %d | %.2f / %.2f / %.2f | %.3f / %.3f / %.3f | - / %.2f / %.2f | - / %d / %d |\n",
+                $1, s[0], s[1], s[2], c[0], c[1], c[2], mx[0], mx[1], mx[2], md[0], md[1], md[2],
+                rd[1], rd[2], dp[1], dp[2]
     }' "$csv"
 echo
 echo "CSV: $csv"

@@ -116,10 +116,13 @@ static int bench(const struct phoenix_app *app, int small, int threads, int repe
 		fprintf(stderr, "%s: %s\n", csv_path, strerror(errno));
 		return 1;
 	}
-	fprintf(csv, "app,mode,threads,seconds,collections,max_pause_ms,median_pause_ms\n");
+	fprintf(csv, "app,mode,threads,seconds,collections,max_pause_ms,median_pause_ms,"
+		     "dirty_reads,dirty_read_ms,dirty_pages\n");
 	for (m = 0; m < GCM_MODES; m++)
-		fprintf(csv, "%s,%s,%d,%.6f,%lu,%.6f,%.6f\n", app->name, gcm_modes[m], threads,
-			res[m].seconds, res[m].collections, res[m].max_ms, res[m].median_ms);
+		fprintf(csv, "%s,%s,%d,%.6f,%lu,%.6f,%.6f,%lu,%.6f,%lu\n", app->name, gcm_modes[m],
+			threads, res[m].seconds, res[m].collections, res[m].max_ms,
+			res[m].median_ms, res[m].dirty_reads, res[m].dirty_read_ms,
+			res[m].dirty_pages);
 	return fclose(csv) == 0 ? 0 : 1;
 }
 
@@ -160,7 +163,7 @@ int phoenix_main(int argc, char **argv, const struct phoenix_app *app)
 	if (run(app, run_mode, small, threads, &r) != 0)
 		return 1;
 	if (run_mode) {
-		printf("%.6f %lu %.6f %.6f\n", r.seconds, r.collections, r.max_ms, r.median_ms);
+		gcm_print_result(&r);
 		return 0;
 	}
 	/* A test where the collector never stopped the world tests little. */
