@@ -45,8 +45,8 @@ int SelfPml::open(SelfPml **out, std::string *error)
         return -ENOMEM;
     int r = ooh_connect(nullptr, &p->client_);
     if (r < 0) {
-        *error = std::string("connecting to oohd for the PML ring: ") +
-                 ooh_last_error(p->client_) + " (is oohd running? start it, or set OOH_SOCKET)";
+        *error = std::string("connecting to oohd for the PML ring: ") + ooh_last_error(p->client_) +
+                 " (is oohd running? start it, or set OOH_SOCKET)";
         delete p;
         return r;
     }
@@ -140,9 +140,8 @@ void SelfPml::collectHere()
     while ((n = ooh_collect_next(client_, buf, kBatch)) > 0) {
         // Both lists ascend: clip each range to the windows it meets.
         for (long i = 0; i < n; ++i) {
-            auto w = std::upper_bound(
-                windows.begin(), windows.end(), buf[i].start,
-                [](uint64_t a, const PageRange &x) { return a < x.end; });
+            auto w = std::upper_bound(windows.begin(), windows.end(), buf[i].start,
+                                      [](uint64_t a, const PageRange &x) { return a < x.end; });
             for (; w != windows.end() && w->start < buf[i].end; ++w) {
                 uint64_t start = std::max(w->start, buf[i].start);
                 uint64_t end = std::min(w->end, buf[i].end);
