@@ -168,10 +168,13 @@ static int discards(void)
 			perror("madvise");
 			return 0;
 		}
-		written[o][5] = 1;
+		/* bdwgc's SOFT_VDB does not see discards (a page not present
+		 * has no soft-dirty bit); bdwgc itself discards free blocks
+		 * only, so it promises nothing for them. */
+		written[o][5] = exact_vdb;
 	}
 	read_dirty();
-	return check("written and discarded", 1);
+	return check(exact_vdb ? "written and discarded" : "written, discards not counted", 1);
 }
 
 /* A section added between two reads: its pages, all written by the

@@ -86,6 +86,8 @@ pml)
     check 300 $G ring-events /run/oohd.sock
     kill $pid
     wait $pid
+    # The patched bdwgc on the PML ring and soft-dirty bits (guest-gc.sh).
+    [ -x /bin/ooh-guest-gc ] && check 2400 /bin/ooh-guest-gc
     if [ "$bench" = 1 ]; then
         check 300 $G ratio pml-ring spml
         check 300 $G ratio pml-ring epml

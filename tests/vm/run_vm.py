@@ -95,6 +95,9 @@ def build_initramfs(args, kernel_dir, out_path):
         }
         if args.oohctl:
             binaries["oohctl"] = args.oohctl
+        for extra in args.extra:
+            name, path = extra.split("=", 1)
+            binaries[name] = path
         libs = set()
         for name, path in binaries.items():
             shutil.copy(path, os.path.join(root, "bin", name))
@@ -123,7 +126,7 @@ def inputs_key(args):
     h = hashlib.sha256()
     h.update(str(os.getppid()).encode())
     for path in [args.guest_check, args.oohd, args.writer, args.oohctl, args.kmod, args.plugin,
-                 args.init, __file__]:
+                 args.init, __file__] + [e.split("=", 1)[1] for e in args.extra]:
         if path and os.path.exists(path):
             st = os.stat(path)
             h.update(("%s %d %d" % (path, st.st_size, st.st_mtime_ns)).encode())
@@ -275,6 +278,9 @@ def main():
     ap.add_argument("--oohctl", default="")
     ap.add_argument("--writer", required=True)
     ap.add_argument("--kmod", default="")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
+                    help="another program for the guest's /bin (its libraries come along, "
+                         "found as ldd finds them, LD_LIBRARY_PATH included)")
     ap.add_argument("--plugin", default="")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--timeout", type=int, default=900)
