@@ -50,7 +50,7 @@ gctest_run() {
     elif grep -qE "OoH dirty bits lost|Cannot track a heap section" $log; then
         res "$1" FAIL "the dirty bits were lost: $(grep -m1 -E 'lost|Cannot' $log)"
     else
-        res "$1" PASS "gctest passed on $2: $(grep -m1 '^Completed' $log)"
+        res "$1" PASS "gctest passed on $2: $(grep -m1 -E '^Completed [0-9]+ collections' $log)"
     fi
 }
 
