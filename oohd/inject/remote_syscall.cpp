@@ -64,11 +64,13 @@ Result<uint64_t> findSyscallInstruction(const Target &target)
         ssize_t n = ::pread(mem->get(), buf.data(), len, static_cast<off_t>(m.start));
         if (n <= 0)
             continue;
-        auto end = buf.begin() + n;
-        auto it = std::search(buf.begin(), end, arch::kSyscallInsn,
-                              arch::kSyscallInsn + arch::kSyscallInsnLen);
-        if (it != end)
-            return m.start + static_cast<uint64_t>(it - buf.begin());
+        // Mappings start on a page: aligned in the buffer is aligned in memory.
+        for (size_t off = 0; off + arch::kSyscallInsnLen <= static_cast<size_t>(n);
+             off += arch::kInsnAlign) {
+            if (std::equal(arch::kSyscallInsn, arch::kSyscallInsn + arch::kSyscallInsnLen,
+                           buf.begin() + static_cast<ptrdiff_t>(off)))
+                return m.start + off;
+        }
     }
     return makeError(ENOEXEC, "no syscall instruction found in the executable mappings of pid " +
                                   std::to_string(target.pid()));
@@ -89,7 +91,45 @@ Result<RemoteSyscalls> RemoteSyscalls::attach(const Target &target,
     RemoteSyscalls rs(std::move(*thread), *insn, timeout);
     OOH_TRY(getRegs(rs.tid(), &rs.saved_regs_));
     OOH_TRY(rs.thread_.blockSignals());
+    if (arch::kRestartBeforeStop)
+        OOH_TRY(rs.settlePendingSyscall(target));
     return Result<RemoteSyscalls>(std::move(rs));
+}
+
+Result<void> RemoteSyscalls::settlePendingSyscall(const Target &target)
+{
+    // Stopped on a syscall instruction: an interrupted syscall the kernel
+    // has rewound for restart (or one the thread was about to make). The
+    // kernel picks the number it restarts with (restart_syscall after a
+    // timed sleep) only as the thread leaves this stop with its program
+    // counter unmoved, so let it go as far as the syscall's entry and look.
+    const uint64_t pc = arch::programCounter(saved_regs_);
+    auto mem = target.openFile("mem", O_RDONLY);
+    if (!mem)
+        return mem.takeError();
+    uint8_t insn[8];
+    if (::pread(mem->get(), insn, arch::kSyscallInsnLen, static_cast<off_t>(pc)) !=
+            static_cast<ssize_t>(arch::kSyscallInsnLen) ||
+        !std::equal(arch::kSyscallInsn, arch::kSyscallInsn + arch::kSyscallInsnLen, insn))
+        return {};
+    // From here the thread's registers must be put back before it goes.
+    injected_ = true;
+    OOH_TRY(resumeUntilSyscallStop("its pending syscall's entry"));
+    arch::Regs regs;
+    OOH_TRY(getRegs(tid(), &regs));
+    if (arch::programCounter(regs) != pc + arch::kSyscallInsnLen)
+        return makeError(EPROTO, "thread " + std::to_string(tid()) +
+                                     " entered a syscall away from the one it was stopped on");
+    const long nr = arch::syscallNumber(regs);
+    // Skipped: the thread runs it itself once released, with this number.
+    if (int e = arch::forgetSyscall(tid(), regs); e < 0)
+        return Error::fromErrno(-e,
+                                "skipping the pending syscall of thread " + std::to_string(tid()));
+    OOH_TRY(setRegs(tid(), regs));
+    OOH_TRY(resumeUntilSyscallStop("its skipped syscall's exit"));
+    arch::setSyscallNumber(saved_regs_, nr);
+    OOH_LOG(kLog, Debug) << "thread " << tid() << " resumes syscall " << nr << " on release";
+    return {};
 }
 
 RemoteSyscalls::RemoteSyscalls(RemoteSyscalls &&o) noexcept
@@ -160,6 +200,14 @@ Result<void> RemoteSyscalls::release()
         // kernel's signal path runs and restarts a sleeping syscall exactly
         // as it would have without us.
         OOH_TRY(setRegs(tid(), saved_regs_));
+        if (arch::kRestartBeforeStop) {
+            // The saved registers are already rewound for a restart: the
+            // kernel must not take them for an interrupted syscall again.
+            arch::Regs regs = saved_regs_;
+            if (int e = arch::forgetSyscall(tid(), regs); e < 0)
+                return Error::fromErrno(-e, "clearing the syscall state of thread " +
+                                                std::to_string(tid()));
+        }
         OOH_TRY(thread_.interrupt());
         bool stopped = false;
         for (int i = 0; i < kMaxForeignStops && !stopped; ++i) {

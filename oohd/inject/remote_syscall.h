@@ -57,6 +57,7 @@ private:
     {
     }
     Result<void> resumeUntilSyscallStop(const char *what);
+    Result<void> settlePendingSyscall(const Target &target);
 
     Tracee thread_;
     uint64_t insn_addr_ = 0;

@@ -69,13 +69,22 @@ void rawWrite(const char *s) { syscall(SYS_write, STDOUT_FILENO, s, std::strlen(
         syscall(SYS_exit, code);
 }
 
+// The seccomp_data.arch value of this build's syscall ABI.
+#if defined(__x86_64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#else
+#error "add this architecture's AUDIT_ARCH_* value"
+#endif
+
 // A filter that kills the process on userfaultfd() (as a hardened
 // profile might) and allows everything else.
 int enterSeccompFilter()
 {
     struct sock_filter insns[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 1),
@@ -154,9 +163,10 @@ int seccompTarget(bool strict, uint64_t pages)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: ooh-inject-target spin N | sleep N | read | threads T N | "
-                             "vfork MS | vforks T MS | spawn MS | uffd | seccomp-strict PAGES | "
-                             "seccomp-filter PAGES\n");
+        std::fprintf(stderr,
+                     "usage: ooh-inject-target spin N | sleep N | nap MS | read | threads T N | "
+                     "vfork MS | vforks T MS | spawn MS | uffd | seccomp-strict PAGES | "
+                     "seccomp-filter PAGES\n");
         return 2;
     }
     std::string mode = argv[1];
@@ -172,6 +182,15 @@ int main(int argc, char **argv)
         result = spinResult(1, n);
     } else if (mode == "sleep") {
         result = sleepWork(1, n);
+    } else if (mode == "nap") {
+        // One relative sleep of n ms, so that a test sees how it resumes.
+        struct timespec ts = {static_cast<time_t>(n / 1000),
+                              static_cast<long>(n % 1000) * 1000000L};
+        if (nanosleep(&ts, nullptr) != 0) {
+            std::printf("error nanosleep: %s\n", std::strerror(errno));
+            return 1;
+        }
+        result = n;
     } else if (mode == "read") {
         uint64_t acc = 1, v, i = 0;
         for (;;) {
