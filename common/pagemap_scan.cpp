@@ -4,7 +4,10 @@
 
 #include "compat/linux_mm.h"
 
+#include <algorithm>
+#include <bit>
 #include <fcntl.h>
+#include <fstream>
 #include <string>
 
 namespace ooh {
@@ -56,28 +59,66 @@ Result<void> PagemapScanner::scanInto(int fd, const PagemapScanQuery &q,
     });
 }
 
+namespace {
+
+// The top of the highest mapping of this process (but the vsyscall page,
+// which x86 puts in the kernel's half), rounded up to a power of two: the
+// size of the address space its stack was placed in.
+uint64_t addressSpaceOfMappings()
+{
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    uint64_t top = 0;
+    while (std::getline(maps, line)) {
+        if (line.find("[vsyscall]") != std::string::npos)
+            continue;
+        auto dash = line.find('-');
+        if (dash == std::string::npos)
+            continue;
+        top = std::max<uint64_t>(top, std::stoull(line.substr(dash + 1), nullptr, 16));
+    }
+    return top ? std::bit_ceil(top) : 1ULL << 47;
+}
+
+} // namespace
+
 uint64_t userAddressLimit()
 {
     static const uint64_t limit = [] {
+        const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+        // PAGEMAP_SCAN refuses (EFAULT) an end above the kernel's
+        // TASK_SIZE_MAX: find the highest end it takes. Bits 56 and up are
+        // address tags on arm64 (the kernel strips them) and hold no user
+        // address anywhere, so the search stays below 1 << 56.
+        uint64_t lo = 0, hi = 1ULL << 56; // lo: taken (0: not known), hi: refused
         int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-        uint64_t lim = (1ULL << 47) - 4096;
-        if (fd < 0)
-            return lim;
-        // Ask for 56-bit; EFAULT means a 47-bit address space.
-        struct pm_scan_arg arg = {};
-        struct page_region r;
-        arg.size = sizeof(arg);
-        arg.start = 0;
-        arg.end = (1ULL << 56) - 4096;
-        arg.vec = reinterpret_cast<uint64_t>(&r);
-        arg.vec_len = 1;
-        arg.max_pages = 1;
-        arg.category_mask = PAGE_IS_PRESENT;
-        arg.return_mask = PAGE_IS_PRESENT;
-        if (::ioctl(fd, PAGEMAP_SCAN, &arg) >= 0)
-            lim = (1ULL << 56) - 4096;
-        ::close(fd);
-        return lim;
+        if (fd >= 0) {
+            auto taken = [&](uint64_t end) {
+                struct pm_scan_arg arg = {};
+                struct page_region r;
+                arg.size = sizeof(arg);
+                arg.start = end - page;
+                arg.end = end;
+                arg.vec = reinterpret_cast<uint64_t>(&r);
+                arg.vec_len = 1;
+                arg.max_pages = 1;
+                arg.category_mask = PAGE_IS_PRESENT;
+                arg.return_mask = PAGE_IS_PRESENT;
+                return ::ioctl(fd, PAGEMAP_SCAN, &arg) >= 0;
+            };
+            if (taken(hi)) {
+                lo = hi;
+            } else if (taken(page)) {
+                lo = page;
+                while (hi - lo > page) {
+                    uint64_t mid = lo + ((hi - lo) / 2 & ~(page - 1));
+                    (taken(mid) ? lo : hi) = mid;
+                }
+            }
+            ::close(fd);
+        }
+        // No PAGEMAP_SCAN (Linux < 6.7): what this process's mappings show.
+        return lo ? lo : addressSpaceOfMappings();
     }();
     return limit;
 }

@@ -44,8 +44,10 @@ private:
     uint64_t calls_ = 0;
 };
 
-// The highest user address PAGEMAP_SCAN accepts as `end` on this machine
-// (47- or 56-bit address spaces). Probed once.
+// The highest user address PAGEMAP_SCAN accepts as `end` on this machine:
+// the kernel's limit of user addresses (x86_64: 2^47 - 4096 with 4-level
+// page tables, 2^56 - 4096 with 5-level; arm64: 2^48 or 2^52). Probed once;
+// without PAGEMAP_SCAN, the address space this process's mappings lie in.
 uint64_t userAddressLimit();
 
 } // namespace ooh

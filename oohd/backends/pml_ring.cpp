@@ -4,6 +4,7 @@
 
 #include "log.h"
 #include "ooh/ooh_ring.h"
+#include "pagemap_scan.h"
 #include "proc_maps.h"
 #include "spml_reverse_map.h"
 #include "unique_fd.h"
@@ -24,9 +25,6 @@ namespace ooh {
 namespace {
 
 constexpr const char *kLog = "pml-ring";
-// User space ends here on x86-64 (4-level paging); EPML entries above are
-// the kernel's own writes while the target ran.
-constexpr uint64_t kUserTop = 1ull << 47;
 
 uint64_t pageSize()
 {
@@ -181,7 +179,9 @@ public:
             pending_.erase(std::unique(pending_.begin(), pending_.end()), pending_.end());
             size_t first_exact = found.size();
             for (uint64_t va : pending_) {
-                if (va >= kUserTop)
+                // EPML entries above user space are the kernel's own
+                // writes while the target ran.
+                if (va >= userAddressLimit())
                     break; // sorted: the rest are kernel addresses too
                 if (found.size() > first_exact && found.back().end == va)
                     found.back().end = va + ps;
