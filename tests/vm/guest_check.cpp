@@ -10,6 +10,7 @@
 #include "soft_dirty.h"
 #include "target.h"
 #include "thread_stop.h"
+#include "uffd_wp.h"
 #include "writer_truth.h"
 
 #include "ooh/ooh.hpp"
@@ -17,6 +18,7 @@
 
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -34,7 +37,9 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace ooh;
@@ -260,6 +265,8 @@ std::unique_ptr<Backend> makeBackend(const std::string &name, const std::string 
                                                                : PmlRingBackend::Mode::Spml);
     if (name == "soft-dirty")
         return std::make_unique<SoftDirtyBackend>();
+    if (name == "uffd-wp")
+        return std::make_unique<UffdWpBackend>();
     return nullptr;
 }
 
@@ -384,6 +391,47 @@ using Collect = std::function<Result<void>(std::vector<PageRange> &)>;
 int checkRounds(const std::string &name, const std::string &backend_name, const std::string &mode,
                 Writer &w, const Collect &collect, int rounds);
 
+// Reads a tracker's events as they come, as oohd's event loop does: a
+// target blocks in madvise() until its discard event (uffd-wp) is read.
+class EventPump {
+public:
+    explicit EventPump(Tracker &t) : tracker_(t)
+    {
+        if (t.eventFd() >= 0)
+            thread_ = std::thread([this] { run(); });
+    }
+    ~EventPump()
+    {
+        stop_ = true;
+        if (thread_.joinable())
+            thread_.join();
+    }
+    Result<void> collect(std::vector<PageRange> &out)
+    {
+        std::lock_guard lock(mutex_);
+        OOH_TRY(failed_);
+        return tracker_.collect(out);
+    }
+
+private:
+    void run()
+    {
+        while (!stop_) {
+            struct pollfd pfd = {tracker_.eventFd(), POLLIN, 0};
+            if (::poll(&pfd, 1, 10) > 0) {
+                std::lock_guard lock(mutex_);
+                if (auto r = tracker_.handleEvents(); !r && failed_)
+                    failed_ = makeError(r.error().code, "events: " + r.error().message);
+            }
+        }
+    }
+    Tracker &tracker_;
+    std::mutex mutex_;
+    Result<void> failed_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
 // Through the backend in this process.
 int cmdGroundTruth(const std::string &name, const std::string &backend_name,
                    const std::string &mode, const std::string &writer_path, int rounds)
@@ -403,9 +451,10 @@ int cmdGroundTruth(const std::string &name, const std::string &backend_name,
     auto tracker = backend->track(*proc);
     if (!tracker)
         return result(name, "FAIL", "track: " + tracker.error().message);
+    EventPump pump(**tracker);
     return checkRounds(
-        name, backend_name, mode, w,
-        [&](std::vector<PageRange> &got) { return (*tracker)->collect(got); }, rounds);
+        name, backend_name, mode, w, [&](std::vector<PageRange> &got) { return pump.collect(got); },
+        rounds);
 }
 
 // Through oohd and libooh, with the backend the daemon chooses.
@@ -1025,20 +1074,36 @@ int cmdDebugSpml(const std::string &mode)
     return 0;
 }
 
-int cmdBackends(const std::string &name, const std::string &expect_default)
+// `expect` holds BACKEND=yes or BACKEND=no, optionally followed by
+// ":TEXT" that the probe's reason must contain (the path the backend takes).
+int cmdBackends(const std::string &name, const std::string &expect_default,
+                const std::vector<std::string> &expect)
 {
     std::string first, detail, fail;
     for (auto &b : makeBackends()) {
         BackendProbe p = b->probe();
-        std::printf("  %-10s %s: %s\n", std::string(b->name()).c_str(),
-                    p.available ? "available" : "unavailable", p.reason.c_str());
+        const std::string bname(b->name());
+        std::printf("  %-10s %s: %s\n", bname.c_str(), p.available ? "available" : "unavailable",
+                    p.reason.c_str());
         if (p.available && first.empty())
             first = b->name();
-        if (b->name() == "uffd-wp" && p.available)
-            fail = "uffd-wp claims to work on a kernel without PAGEMAP_SCAN";
-        if (b->name() == "soft-dirty" && !p.available)
-            fail = "soft-dirty unavailable on Debian's kernel: " + p.reason;
-        detail += std::string(b->name()) + (p.available ? "=yes " : "=no ");
+        for (const auto &e : expect) {
+            if (e.rfind(bname + "=", 0) != 0)
+                continue;
+            std::string want = e.substr(bname.size() + 1), text;
+            if (auto colon = want.find(':'); colon != std::string::npos) {
+                text = want.substr(colon + 1);
+                want.resize(colon);
+            }
+            if ((want == "yes") != p.available)
+                fail = bname +
+                       (p.available ? " is available, expected not: "
+                                    : " is unavailable, expected available: ") +
+                       p.reason;
+            else if (!text.empty() && p.reason.find(text) == std::string::npos)
+                fail = bname + "'s probe says '" + p.reason + "', expected '" + text + "'";
+        }
+        detail += bname + (p.available ? "=yes " : "=no ");
     }
     if (fail.empty() && first != expect_default)
         fail = "default backend is '" + first + "', expected '" + expect_default + "'";
@@ -1053,7 +1118,8 @@ int main(int argc, char **argv)
 {
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.empty()) {
-        std::fprintf(stderr, "usage: ooh-guest-check ring | permission | backends NAME DEFAULT |\n"
+        std::fprintf(stderr, "usage: ooh-guest-check ring | permission |\n"
+                             "  backends NAME DEFAULT [BACKEND=yes|no[:REASON]]... |\n"
                              "  ground-truth NAME BACKEND MODE WRITER ROUNDS |\n"
                              "  exact NAME BACKEND MODE small|huge |\n"
                              "  overflow MODE | ratio BACKEND MODE | soft-dirty-vfork\n");
@@ -1064,8 +1130,8 @@ int main(int argc, char **argv)
         return cmdRing();
     if (cmd == "permission")
         return cmdPermission();
-    if (cmd == "backends" && args.size() == 3)
-        return cmdBackends(args[1], args[2]);
+    if (cmd == "backends" && args.size() >= 3)
+        return cmdBackends(args[1], args[2], {args.begin() + 3, args.end()});
     if (cmd == "ground-truth" && args.size() == 6)
         return cmdGroundTruth(args[1], args[2], args[3] == "-" ? "" : args[3], args[4],
                               std::atoi(args[5].c_str()));

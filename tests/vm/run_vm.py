@@ -10,6 +10,7 @@ same run (same parent process) read it. Exit codes: 0 pass, 1 fail, 77 skip.
 
 import argparse
 import fcntl
+import glob
 import hashlib
 import os
 import shutil
@@ -20,6 +21,9 @@ import tempfile
 import time
 
 SKIP = 77
+# Groups booted on a kernel of another Debian suite (tests/vm/fetch-guest.sh):
+# group -> (suite, architecture).
+GUEST_SUITES = {"arm64": ("trixie", "arm64"), "amd64-612": ("trixie", "amd64")}
 
 
 def log(msg):
@@ -38,6 +42,50 @@ def ldd_libs(path):
                 libs.append(target)
         elif parts and parts[0].startswith("/"):
             libs.append(parts[0])
+    return libs
+
+
+# Where an aarch64 binary's libraries are found on this host: the cross
+# toolchain's own (libstdc++) and Debian's arm64 multiarch packages.
+AARCH64_LIB_DIRS = ["/usr/aarch64-linux-gnu/lib", "/lib/aarch64-linux-gnu",
+                    "/usr/lib/aarch64-linux-gnu"]
+
+
+def elf_needed(path):
+    """DT_NEEDED names and the interpreter of an ELF file (any architecture)."""
+    out = subprocess.run(["readelf", "-d", "-l", "-W", path], capture_output=True, text=True,
+                         check=True).stdout
+    needed, interp = [], None
+    for line in out.splitlines():
+        if "(NEEDED)" in line:
+            needed.append(line.split("[", 1)[1].split("]", 1)[0])
+        elif "[Requesting program interpreter:" in line:
+            interp = line.split(":", 1)[1].strip().rstrip("]")
+    return needed, interp
+
+
+def cross_libs(paths, search):
+    """Libraries of foreign binaries, closed over their dependencies: a list
+    of (host path, guest path). ldd cannot run them."""
+    found, todo, interp = {}, list(paths), None
+    while todo:
+        needed, ip = elf_needed(todo.pop())
+        interp = interp or ip
+        for name in needed:
+            if name in found:
+                continue
+            hit = next((os.path.join(d, name) for d in search
+                        if os.path.exists(os.path.join(d, name))), None)
+            if not hit:
+                raise FileNotFoundError("library %s of an aarch64 binary not found in %s"
+                                        % (name, " ".join(search)))
+            found[name] = hit
+            todo.append(os.path.realpath(hit))
+    libs = [(host, "lib/aarch64-linux-gnu/" + name) for name, host in found.items()]
+    if interp:
+        libs.append((next(os.path.join(d, os.path.basename(interp)) for d in search
+                          if os.path.exists(os.path.join(d, os.path.basename(interp)))),
+                     interp.lstrip("/")))
     return libs
 
 
@@ -78,6 +126,40 @@ def cpio_newc(root, out_path):
         pad(f)
 
 
+# The arm64 guest's programs, in the aarch64 cross build (scripts/cross/):
+# the daemon, CLI and test programs, the guest checks, and the integration
+# suite's tests of injection, the daemon and the ground truth.
+CROSS_PROGRAMS = {
+    "oohd": "oohd/oohd",
+    "oohctl": "oohctl/oohctl",
+    "ooh-dirty-writer": "tests/progs/ooh-dirty-writer",
+    "ooh-inject-target": "tests/progs/ooh-inject-target",
+    "ooh-guest-check": "tests/vm/ooh-guest-check",
+}
+CROSS_TESTS = ["inject", "ground-truth", "ground-truth-daemon", "daemon", "thread-stop", "target",
+               "self"]
+for _t in CROSS_TESTS:
+    CROSS_PROGRAMS["test-" + _t] = "tests/integration/test-" + _t
+
+
+def guest_binaries(args):
+    """Programs of the initramfs, name -> host path."""
+    if args.group == "arm64":
+        return {name: os.path.join(args.cross_dir, rel) for name, rel in CROSS_PROGRAMS.items()}
+    binaries = {
+        "ooh-guest-check": args.guest_check,
+        "oohd": args.oohd,
+        "ooh-dirty-writer": args.writer,
+    }
+    if args.oohctl:
+        binaries["oohctl"] = args.oohctl
+    # Extra host programs (--extra NAME=PATH) run in the x86 guests only.
+    for extra in args.extra:
+        name, path = extra.split("=", 1)
+        binaries[name] = path
+    return binaries
+
+
 def build_initramfs(args, kernel_dir, out_path):
     root = tempfile.mkdtemp(prefix="ooh-initramfs-")
     try:
@@ -88,32 +170,32 @@ def build_initramfs(args, kernel_dir, out_path):
         os.chmod(os.path.join(root, "init"), 0o755)
         with open(os.path.join(root, "etc/passwd"), "w") as f:
             f.write("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-        binaries = {
-            "ooh-guest-check": args.guest_check,
-            "oohd": args.oohd,
-            "ooh-dirty-writer": args.writer,
-        }
-        if args.oohctl:
-            binaries["oohctl"] = args.oohctl
-        for extra in args.extra:
-            name, path = extra.split("=", 1)
-            binaries[name] = path
-        libs = set()
+        binaries = guest_binaries(args)
         for name, path in binaries.items():
             shutil.copy(path, os.path.join(root, "bin", name))
-            libs.update(ldd_libs(path))
-        for lib in libs:
-            # Libraries of this build are found by a relative RUNPATH that
-            # does not hold in the guest: put them on the default path.
-            if lib.startswith(("/lib", "/usr/lib")):
-                dest = os.path.join(root, lib.lstrip("/"))
-            else:
-                dest = os.path.join(root, "usr/lib/x86_64-linux-gnu", os.path.basename(lib))
+        if args.group == "arm64":
+            search = [os.path.join(args.cross_dir, "libooh")] + AARCH64_LIB_DIRS
+            lib_pairs = cross_libs(binaries.values(), search)
+        else:
+            libs = set()
+            for path in binaries.values():
+                libs.update(ldd_libs(path))
+            lib_pairs = []
+            for lib in libs:
+                # Libraries of this build are found by a relative RUNPATH that
+                # does not hold in the guest: put them on the default path.
+                if lib.startswith(("/lib", "/usr/lib")):
+                    lib_pairs.append((lib, lib.lstrip("/")))
+                else:
+                    lib_pairs.append((lib, "usr/lib/x86_64-linux-gnu/" + os.path.basename(lib)))
+        for host, guest in lib_pairs:
+            dest = os.path.join(root, guest)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            shutil.copy(os.path.realpath(lib), dest)
-        uio = os.path.join(kernel_dir, "lib/modules", args.kernel_release,
-                           "kernel/drivers/uio/uio.ko")
-        shutil.copy(uio, os.path.join(root, "lib/modules/uio.ko"))
+            shutil.copy(os.path.realpath(host), dest)
+        if args.group in ("pml", "plain", "debug"):
+            uio = os.path.join(kernel_dir, "lib/modules", args.kernel_release,
+                               "kernel/drivers/uio/uio.ko")
+            shutil.copy(uio, os.path.join(root, "lib/modules/uio.ko"))
         if args.kmod and os.path.exists(args.kmod):
             shutil.copy(args.kmod, os.path.join(root, "lib/modules/ooh.ko"))
         cpio_newc(root, out_path)
@@ -125,8 +207,8 @@ def inputs_key(args):
     """Changes whenever an input of the boot changes, or per meson test run."""
     h = hashlib.sha256()
     h.update(str(os.getppid()).encode())
-    for path in [args.guest_check, args.oohd, args.writer, args.oohctl, args.kmod, args.plugin,
-                 args.init, __file__] + [e.split("=", 1)[1] for e in args.extra]:
+    for path in list(guest_binaries(args).values()) + [args.kmod, args.plugin, args.init,
+                                                        __file__]:
         if path and os.path.exists(path):
             st = os.stat(path)
             h.update(("%s %d %d" % (path, st.st_size, st.st_mtime_ns)).encode())
@@ -189,11 +271,20 @@ def run_qemu(cmd, transcript_tmp, timeout):
 def boot(args, kernel_dir, workdir, transcript):
     initrd = os.path.join(workdir, "initramfs-%s.cpio" % args.group)
     build_initramfs(args, kernel_dir, initrd)
+    kernels = sorted(glob.glob(os.path.join(kernel_dir, "boot", "vmlinuz-*")))
     kernel = os.path.join(kernel_dir, "boot", "vmlinuz-" + args.kernel_release)
-    cmdline = "console=ttyS0 panic=-1 loglevel=4 ooh.group=%s ooh.bench=%d" % (
-        args.group, 1 if args.bench else 0)
+    if args.group in GUEST_SUITES:
+        kernel = kernels[-1]
+    console = "ttyAMA0" if args.group == "arm64" else "ttyS0"
+    cmdline = "console=%s panic=-1 loglevel=4 ooh.group=%s ooh.bench=%d" % (
+        console, args.group, 1 if args.bench else 0)
     cmd = [args.qemu, "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
            "-m", "1024", "-smp", "2", "-kernel", kernel, "-initrd", initrd, "-append", cmdline]
+    if args.group == "arm64":
+        # Arm's virt board; -cpu max has every feature the kernel may use
+        # (pointer authentication with QEMU's cheap algorithm: TCG is slow
+        # enough).
+        cmd[1:1] = ["-M", "virt", "-cpu", "max,pauth-impdef=on", "-nic", "none"]
     if args.group in ("pml", "debug"):
         shm = os.path.join(workdir, "pml-shm")
         cmd += ["-plugin", "%s,shm=%s" % (args.plugin, shm),
@@ -261,15 +352,40 @@ def bench_table(lines):
     return 0
 
 
+def over_report_table(lines, results):
+    """The ground truth's over-report of each backend of one guest, side by
+    side: pages reported per page written or discarded. Fails unless every
+    ground truth of the guest passed and printed its counts."""
+    rows = [l.split() for l in lines if l.startswith("OOH-BENCH groundtruth ")]
+    truths = {n: v for n, v in results.items() if n.startswith("ground-truth")}
+    log("Ground truth on one kernel (ooh-dirty-writer rounds: maps, moves, discards, threads):")
+    log("%-12s %6s %8s %9s %10s %7s" % ("backend", "rounds", "written", "exact", "wholesale",
+                                        "ratio"))
+    for r in rows:
+        kv = dict(x.split("=", 1) for x in r[4:] if "=" in x)
+        w, e, h = int(kv["written"]), int(kv["exact"]), int(kv["wholesale"])
+        log("%-12s %6s %8d %9d %10d %7.2f" % (r[2], kv["rounds"], w, e, h, (e + h) / max(w, 1)))
+    failed = [n for n, (v, _) in truths.items() if v != "PASS"]
+    if len(rows) < 2 or not truths or failed:
+        log("FAIL: want two ground truths that passed; results: %s" % (
+            ", ".join("%s %s" % (n, v) for n, (v, _) in sorted(truths.items())) or "none"))
+        return 1
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--group", required=True, choices=["pml", "plain", "debug"])
+    ap.add_argument("--group", required=True,
+                    choices=["pml", "plain", "debug"] + list(GUEST_SUITES))
     ap.add_argument("--test", required=True, help="result name to report; 'all' prints every result")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--cache-dir", default="",
                     help="default: $XDG_CACHE_HOME/ooh or ~/.cache/ooh")
     ap.add_argument("--kernel-release", default="")
     ap.add_argument("--fetch-kernel", required=True)
+    ap.add_argument("--fetch-guest", default="", help="tests/vm/fetch-guest.sh")
+    ap.add_argument("--cross-dir", default="",
+                    help="the aarch64 cross build (group arm64); empty: not built")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--busybox", default="/bin/busybox")
     ap.add_argument("--init", required=True)
@@ -286,15 +402,26 @@ def main():
     ap.add_argument("--timeout", type=int, default=900)
     args = ap.parse_args()
 
+    if args.group == "arm64":
+        args.qemu = "qemu-system-aarch64"
+        if not args.cross_dir:
+            log("SKIP: no aarch64 cross build (install g++-aarch64-linux-gnu and the arm64 "
+                "packages of scripts/deps/arm64.txt, then reconfigure)")
+            return SKIP
     qemu = shutil.which(args.qemu)
     if not qemu:
-        log("SKIP: %s not found (install qemu-system-x86)" % args.qemu)
+        log("SKIP: %s not found (install %s)" % (
+            args.qemu, "qemu-system-arm" if args.group == "arm64" else "qemu-system-x86"))
         return SKIP
     args.qemu = qemu
-    if not args.kernel_release:
+    if args.group in GUEST_SUITES:
+        pass  # its own kernel (fetch-guest.sh), no module
+    elif not args.kernel_release:
         log("SKIP: no Debian kernel headers (linux-headers-amd64), so no guest kernel")
         return SKIP
-    if not os.path.exists(args.busybox) or "static" not in subprocess.run(
+    if args.group == "arm64":
+        pass  # trixie's arm64 busybox comes with the kernel
+    elif not os.path.exists(args.busybox) or "static" not in subprocess.run(
             ["file", "-L", args.busybox], capture_output=True, text=True).stdout:
         log("SKIP: no static busybox at %s (install busybox-static)" % args.busybox)
         return SKIP
@@ -314,13 +441,23 @@ def main():
         fcntl.flock(lock, fcntl.LOCK_EX)
         have = open(key_file).read() if os.path.exists(key_file) else ""
         if have != key or not os.path.exists(transcript):
-            fetched = subprocess.run([args.fetch_kernel, args.kernel_release, args.cache_dir],
-                                     capture_output=True, text=True)
+            if args.group in GUEST_SUITES:
+                suite, arch = GUEST_SUITES[args.group]
+                fetched = subprocess.run([args.fetch_guest, suite, arch, args.cache_dir],
+                                         capture_output=True, text=True)
+                what = "%s's linux-image-%s" % (suite, arch)
+            else:
+                fetched = subprocess.run([args.fetch_kernel, args.kernel_release,
+                                          args.cache_dir], capture_output=True, text=True)
+                what = "Debian's linux-image-%s" % args.kernel_release
             if fetched.returncode != 0:
                 log(fetched.stderr)
-                log("SKIP: cannot get Debian's linux-image-%s" % args.kernel_release)
+                log("SKIP: cannot get %s" % what)
                 return SKIP
-            boot(args, fetched.stdout.strip(), args.workdir, transcript)
+            kernel_dir = fetched.stdout.strip()
+            if args.group == "arm64":
+                args.busybox = os.path.join(kernel_dir, "usr/bin/busybox")
+            boot(args, kernel_dir, args.workdir, transcript)
             with open(key_file, "w") as f:
                 f.write(key)
         else:
@@ -338,6 +475,8 @@ def main():
             log(line)
     if args.test == "bench":
         return bench_table(lines)
+    if args.test.startswith("over-report"):
+        return over_report_table(lines, results)
     if args.test == "all":
         for name, (verdict, detail) in sorted(results.items()):
             log("%-22s %s %s" % (name, verdict, detail))
