@@ -204,12 +204,22 @@ std::vector<PageRange> newMappingRanges(const std::vector<MapEntry> &before,
     for (const MapEntry &m : now) {
         if (m.isKernelSpecial())
             continue;
-        bool known = std::any_of(before.begin(), before.end(), [&](const MapEntry &b) {
-            return b.start == m.start && b.end == m.end && b.offset == m.offset &&
-                   b.inode == m.inode;
-        });
-        if (!known)
-            out.push_back({m.start, m.end, true});
+        // Parts of `before` with m's backing, in address order (maps are).
+        std::vector<PageRange> same;
+        for (const MapEntry &b : before) {
+            if (b.end <= m.start || b.start >= m.end || b.inode != m.inode ||
+                (m.inode != 0 && b.offset + m.start != m.offset + b.start))
+                continue;
+            same.push_back({std::max(b.start, m.start), std::min(b.end, m.end), true});
+        }
+        uint64_t at = m.start;
+        for (const PageRange &k : same) {
+            if (k.start > at)
+                out.push_back({at, k.start, true});
+            at = std::max(at, k.end);
+        }
+        if (at < m.end)
+            out.push_back({at, m.end, true});
     }
     return out;
 }

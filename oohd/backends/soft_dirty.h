@@ -35,16 +35,20 @@ constexpr uint64_t kPagemapPresentOrSwapped = 3ull << 62;
 void appendDirtyRanges(uint64_t start, std::span<const uint64_t> entries, uint64_t page_size,
                        std::vector<PageRange> &out);
 
-// Ranges of `now` not covered by a mapping of `before` with the same start,
-// end, offset and inode: mappings created, moved or resized since, whose
-// pages must be reported whole (a new VMA reads wholly soft-dirty anyway,
-// but PAGEMAP_SCAN does not report its holes).
 // Pages present (or swapped) in `before` and neither in `now` (both sorted
 // virtual page addresses): discarded pages, whose content changed to zero
 // without a write, so no soft-dirty bit tells about them.
 void appendVanishedPages(const std::vector<uint64_t> &before, const std::vector<uint64_t> &now,
                          uint64_t page_size, std::vector<PageRange> &out);
 
+// Ranges of `now` that no mapping of `before` covered with the same
+// backing (the same inode, and for a file the same file offset at each
+// address): mappings created, moved or grown since, and what replaced a
+// mapping of something else, whose pages must be reported whole (a new VMA
+// reads wholly soft-dirty anyway, but PAGEMAP_SCAN does not report its
+// holes). A mapping merely split, merged or grown keeps its page table
+// entries and their soft-dirty bits where it was; pages it lost are
+// reported by appendVanishedPages().
 std::vector<PageRange> newMappingRanges(const std::vector<MapEntry> &before,
                                         const std::vector<MapEntry> &now);
 

@@ -48,8 +48,33 @@ TEST(SoftDirty, NewMovedAndGrownMappingsAreWhole)
     std::vector<MapEntry> now = {vma(0x1000, 0x5000), vma(0x10000, 0x28000), vma(0x40000, 0x42000),
                                  vma(0x50000, 0x51000, 0, "[vdso]")};
     auto out = soft_dirty::newMappingRanges(before, now);
-    std::vector<PageRange> want = {{0x10000, 0x28000, true}, {0x40000, 0x42000, true}};
+    // Of the grown mapping, what it grew by: its old part keeps its entries.
+    std::vector<PageRange> want = {{0x20000, 0x28000, true}, {0x40000, 0x42000, true}};
     EXPECT_EQ(out, want);
+}
+
+TEST(SoftDirty, SplitMergedAndReplacedMappings)
+{
+    auto file = [](uint64_t s, uint64_t e, uint64_t off, uint64_t inode) {
+        MapEntry m = vma(s, e, off);
+        m.inode = inode;
+        return m;
+    };
+    // An anonymous mapping split in two (mprotect), two merged into one, a
+    // file mapping split at its offsets: nothing new.
+    std::vector<MapEntry> before = {vma(0x1000, 0x5000), vma(0x10000, 0x12000),
+                                    vma(0x12000, 0x14000), file(0x20000, 0x24000, 0x3000, 7)};
+    std::vector<MapEntry> now = {vma(0x1000, 0x3000), vma(0x3000, 0x5000), vma(0x10000, 0x14000),
+                                 file(0x20000, 0x22000, 0x3000, 7),
+                                 file(0x22000, 0x24000, 0x5000, 7)};
+    EXPECT_TRUE(soft_dirty::newMappingRanges(before, now).empty());
+    // The same file at another offset, another file, anonymous memory over
+    // a file: whole.
+    now = {vma(0x1000, 0x5000), vma(0x10000, 0x14000), file(0x20000, 0x21000, 0x4000, 7),
+           file(0x21000, 0x22000, 0x4000, 8), vma(0x22000, 0x24000)};
+    std::vector<PageRange> want = {
+        {0x20000, 0x21000, true}, {0x21000, 0x22000, true}, {0x22000, 0x24000, true}};
+    EXPECT_EQ(soft_dirty::newMappingRanges(before, now), want);
 }
 
 TEST(SoftDirty, ProbeSaysWhyOrTracksAChild)
