@@ -27,7 +27,21 @@
 
 namespace ooh::test {
 
-constexpr uint64_t kHugePageSize = 2ull << 20;
+// A 2 MiB boundary: where x86_64's and arm64's 4 KiB-page kernels put huge
+// pages; the small-page patterns write across one.
+constexpr uint64_t k2MiB = 2ull << 20;
+
+// The size of a transparent huge page here (a PMD: 2 MiB with 4 KiB pages,
+// 32 MiB with arm64's 16 KiB, 512 MiB with 64 KiB).
+inline uint64_t hugePageSize()
+{
+    static const uint64_t size = [] {
+        std::ifstream f("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+        uint64_t v = 0;
+        return f >> v && v ? v : k2MiB;
+    }();
+    return size;
+}
 // Pages of the small-page mappings: 4 MiB, so a 2 MiB boundary is inside.
 constexpr uint64_t kSmallPages = 1024;
 
@@ -114,7 +128,7 @@ public:
         return command('r', {start, end}, &done) && done == 1;
     }
 
-    // `count` huge pages, 2 MiB-aligned, MADV_HUGEPAGE, every page written
+    // `count` huge pages, aligned to one, MADV_HUGEPAGE, every page written
     // (so that the kernel backs them with huge pages if it can; ask
     // hugeBytes() whether it did).
     bool mapHuge(const std::string &name, uint64_t count)
@@ -122,7 +136,7 @@ public:
         uint64_t start = 0;
         if (!command('h', {count}, &start) || !start)
             return false;
-        mappings_.push_back({name, start, start + count * kHugePageSize, true});
+        mappings_.push_back({name, start, start + count * hugePageSize(), true});
         return true;
     }
 
@@ -227,18 +241,18 @@ private:
                     sum += *reinterpret_cast<volatile uint8_t *>(a);
                 answer = sum != ~0ull; // 1; the loads are not optimised away
             } else if (head[0] == 'h' && head[1] == 1) {
-                // Over-map, then keep the 2 MiB-aligned middle.
-                uint64_t len = args[0] * kHugePageSize;
-                void *p = ::mmap(nullptr, len + kHugePageSize, PROT_READ | PROT_WRITE,
+                // Over-map, then keep the huge-page-aligned middle.
+                uint64_t len = args[0] * hugePageSize();
+                void *p = ::mmap(nullptr, len + hugePageSize(), PROT_READ | PROT_WRITE,
                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
                 if (p != MAP_FAILED) {
                     uint64_t raw = reinterpret_cast<uint64_t>(p);
-                    uint64_t start = (raw + kHugePageSize - 1) & ~(kHugePageSize - 1);
+                    uint64_t start = (raw + hugePageSize() - 1) & ~(hugePageSize() - 1);
                     if (start > raw)
                         ::munmap(p, start - raw);
-                    if (raw + kHugePageSize > start)
+                    if (raw + hugePageSize() > start)
                         ::munmap(reinterpret_cast<void *>(start + len),
-                                 raw + kHugePageSize - start);
+                                 raw + hugePageSize() - start);
                     auto *mem = reinterpret_cast<volatile uint8_t *>(start);
                     if (::madvise(reinterpret_cast<void *>(start), len, MADV_HUGEPAGE) == 0) {
                         for (uint64_t off = 0; off < len; off += ps)
@@ -273,7 +287,7 @@ inline std::vector<PagePattern> smallPagePatterns(uint64_t start, uint64_t pages
                                                   uint64_t page_size)
 {
     // A 2 MiB boundary with four pages on either side inside the mapping.
-    uint64_t boundary = (start + 4 * page_size + kHugePageSize - 1) & ~(kHugePageSize - 1);
+    uint64_t boundary = (start + 4 * page_size + k2MiB - 1) & ~(k2MiB - 1);
     uint64_t b = (boundary - start) / page_size;
     std::vector<PagePattern> out = {
         {"one page", {pages / 3}},
@@ -295,7 +309,7 @@ inline std::vector<PagePattern> smallPagePatterns(uint64_t start, uint64_t pages
 // For a mapping of two (or more) populated huge pages.
 inline std::vector<PagePattern> hugePagePatterns(uint64_t page_size)
 {
-    const uint64_t per_huge = kHugePageSize / page_size;
+    const uint64_t per_huge = hugePageSize() / page_size;
     std::vector<PagePattern> out = {
         {"one page of a huge page", {5}},
         {"the last page of a huge page and the first of the next", {per_huge - 1, per_huge}},
@@ -380,7 +394,7 @@ inline std::string compareWithin(const std::vector<PageRange> &got, const PageTo
 // 4 KiB pages.
 inline uint64_t hugeGranule(const std::string &backend, uint64_t page_size)
 {
-    return backend == "soft-dirty" ? kHugePageSize : page_size;
+    return backend == "soft-dirty" ? hugePageSize() : page_size;
 }
 
 // Why mapping `index` of `toucher` is not a test of huge pages, or "".

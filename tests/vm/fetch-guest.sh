@@ -1,18 +1,19 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# Puts a Debian suite's current kernel image for ARCH (what linux-image-ARCH
-# depends on) into the cache, and for a foreign ARCH that suite's static
+# Puts a Debian suite's current kernel image for ARCH (what
+# linux-image-FLAVOUR depends on; FLAVOUR is ARCH unless given, e.g.
+# arm64-16k) into the cache, and for a foreign ARCH that suite's static
 # busybox as well, unpacked with dpkg-deb: nothing is installed on the host.
 # apt checks what it downloads against the suite's signed index; the
 # machine's own apt sources are read to find its mirror, never changed.
 # Prints the unpacked directory: boot/vmlinuz-*, [usr/]lib/modules/*, and
 # usr/bin/busybox (foreign ARCH). A kernel already in the cache is reused
 # without asking the network.
-# usage: fetch-guest.sh SUITE ARCH CACHE_DIR
+# usage: fetch-guest.sh SUITE ARCH CACHE_DIR [FLAVOUR]
 set -euo pipefail
-suite=$1 arch=$2 cache=$3
+suite=$1 arch=$2 cache=$3 flavour=${4:-$2}
 base="$cache/vm-kernel"
-current="$base/$suite-$arch"
+current="$base/$suite-$flavour"
 mkdir -p "$base"
 exec 9> "$base/.$suite.lock"
 flock 9
@@ -41,10 +42,10 @@ apt-get "${apt_opts[@]}" -q update >&2 || {
     exit 77
 }
 # The metapackage names the image of the suite's current kernel.
-image=$(apt-cache "${apt_opts[@]}" depends "linux-image-$arch:$arch" 2>/dev/null |
+image=$(apt-cache "${apt_opts[@]}" depends "linux-image-$flavour:$arch" 2>/dev/null |
     sed -n 's/^ *Depends: \(linux-image-[0-9][^ :]*\).*/\1/p' | head -n1)
 if [ -z "$image" ]; then
-    echo "fetch-guest: $suite has no linux-image-$arch for $arch" >&2
+    echo "fetch-guest: $suite has no linux-image-$flavour for $arch" >&2
     exit 77
 fi
 pkgs=("$image:$arch")
@@ -55,7 +56,7 @@ trap 'rm -rf "$work"' EXIT
     echo "fetch-guest: cannot download ${pkgs[*]} from $suite" >&2
     exit 77
 }
-dest="$base/$suite-$arch-${image#linux-image-}"
+dest="$base/$suite-${image#linux-image-}"
 rm -rf "$dest" && mkdir -p "$dest"
 for deb in "$work"/*.deb; do
     dpkg-deb -x "$deb" "$dest"

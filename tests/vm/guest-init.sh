@@ -199,28 +199,30 @@ plain)
     fi
     daemon_check oohd-soft-dirty soft-dirty
     ;;
-arm64)
-    # Debian trixie's arm64 kernel: no soft-dirty on arm64, uffd-wp since 6.10.
+arm64 | arm64-16k)
+    # Debian trixie's arm64 kernel (4 KiB pages, or 16 KiB for arm64-16k):
+    # no soft-dirty on arm64, uffd-wp since 6.10. Results are named after
+    # the group.
     page=$(grep -m1 KernelPageSize /proc/self/smaps | tr -s ' ' | cut -d' ' -f2)
     echo "OOH-NOTE arm64 page size ${page} kB, $(grep -m1 -E 'Features' /proc/cpuinfo)"
-    check 60 $G backends arm64-backends uffd-wp uffd-wp=yes soft-dirty=no pml-ring=no
-    oohd_probe arm64-oohd-probe 'uffd-wp:? +available.*\[default\]' 'soft-dirty:? +unavailable'
-    check 900 $G ground-truth arm64-ground-truth uffd-wp - $W 30
-    check 300 $G exact arm64-exact uffd-wp - small
-    check 300 $G exact arm64-exact-huge uffd-wp - huge
-    daemon_check arm64-oohd-uffd-wp uffd-wp
-    oohctl_check arm64-oohctl $((page * 1024))
+    check 60 $G backends $group-backends uffd-wp uffd-wp=yes soft-dirty=no pml-ring=no
+    oohd_probe $group-oohd-probe 'uffd-wp:? +available.*\[default\]' 'soft-dirty:? +unavailable'
+    check 900 $G ground-truth $group-ground-truth uffd-wp - $W 30
+    check 300 $G exact $group-exact uffd-wp - small
+    check 300 $G exact $group-exact-huge uffd-wp - huge
+    daemon_check $group-oohd-uffd-wp uffd-wp
+    oohctl_check $group-oohctl $((page * 1024))
     # The checks above ran with Debian's transparent huge pages "always".
     # The integration suite's bounds on the exact part (and its one page in
     # two, never merged) count small pages, as on this project's machines,
     # which have "madvise"; its huge-page tests ask for them.
     echo madvise > /sys/kernel/mm/transparent_hugepage/enabled
     for t in inject ground-truth ground-truth-daemon thread-stop target self; do
-        gtest_check arm64-test-$t 900 /bin/test-$t
+        gtest_check $group-test-$t 900 /bin/test-$t
     done
     # But its bound of 100 ms on replies while another track waits, which
     # TCG's emulation does not keep (the host runs it).
-    gtest_check arm64-test-daemon 900 /bin/test-daemon \
+    gtest_check $group-test-daemon 900 /bin/test-daemon \
         --gtest_filter=-DaemonTest.UnstoppableTargetHoldsUpNoOtherClient
     ;;
 amd64-612)

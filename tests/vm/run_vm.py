@@ -22,8 +22,10 @@ import time
 
 SKIP = 77
 # Groups booted on a kernel of another Debian suite (tests/vm/fetch-guest.sh):
-# group -> (suite, architecture).
-GUEST_SUITES = {"arm64": ("trixie", "arm64"), "amd64-612": ("trixie", "amd64")}
+# group -> (suite, architecture, flavour).
+GUEST_SUITES = {"arm64": ("trixie", "arm64", "arm64"),
+                "arm64-16k": ("trixie", "arm64", "arm64-16k"),
+                "amd64-612": ("trixie", "amd64", "amd64")}
 
 
 def log(msg):
@@ -142,9 +144,13 @@ for _t in CROSS_TESTS:
     CROSS_PROGRAMS["test-" + _t] = "tests/integration/test-" + _t
 
 
+def is_arm64(args):
+    return GUEST_SUITES.get(args.group, ("", ""))[1] == "arm64"
+
+
 def guest_binaries(args):
     """Programs of the initramfs, name -> host path."""
-    if args.group == "arm64":
+    if is_arm64(args):
         return {name: os.path.join(args.cross_dir, rel) for name, rel in CROSS_PROGRAMS.items()}
     binaries = {
         "ooh-guest-check": args.guest_check,
@@ -173,7 +179,7 @@ def build_initramfs(args, kernel_dir, out_path):
         binaries = guest_binaries(args)
         for name, path in binaries.items():
             shutil.copy(path, os.path.join(root, "bin", name))
-        if args.group == "arm64":
+        if is_arm64(args):
             search = [os.path.join(args.cross_dir, "libooh")] + AARCH64_LIB_DIRS
             lib_pairs = cross_libs(binaries.values(), search)
         else:
@@ -275,12 +281,12 @@ def boot(args, kernel_dir, workdir, transcript):
     kernel = os.path.join(kernel_dir, "boot", "vmlinuz-" + args.kernel_release)
     if args.group in GUEST_SUITES:
         kernel = kernels[-1]
-    console = "ttyAMA0" if args.group == "arm64" else "ttyS0"
+    console = "ttyAMA0" if is_arm64(args) else "ttyS0"
     cmdline = "console=%s panic=-1 loglevel=4 ooh.group=%s ooh.bench=%d" % (
         console, args.group, 1 if args.bench else 0)
     cmd = [args.qemu, "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
            "-m", "1024", "-smp", "2", "-kernel", kernel, "-initrd", initrd, "-append", cmdline]
-    if args.group == "arm64":
+    if is_arm64(args):
         # Arm's virt board; -cpu max has every feature the kernel may use
         # (pointer authentication with QEMU's cheap algorithm: TCG is slow
         # enough).
@@ -402,7 +408,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=900)
     args = ap.parse_args()
 
-    if args.group == "arm64":
+    if is_arm64(args):
         args.qemu = "qemu-system-aarch64"
         if not args.cross_dir:
             log("SKIP: no aarch64 cross build (install g++-aarch64-linux-gnu and the arm64 "
@@ -411,7 +417,7 @@ def main():
     qemu = shutil.which(args.qemu)
     if not qemu:
         log("SKIP: %s not found (install %s)" % (
-            args.qemu, "qemu-system-arm" if args.group == "arm64" else "qemu-system-x86"))
+            args.qemu, "qemu-system-arm" if is_arm64(args) else "qemu-system-x86"))
         return SKIP
     args.qemu = qemu
     if args.group in GUEST_SUITES:
@@ -419,7 +425,7 @@ def main():
     elif not args.kernel_release:
         log("SKIP: no Debian kernel headers (linux-headers-amd64), so no guest kernel")
         return SKIP
-    if args.group == "arm64":
+    if is_arm64(args):
         pass  # trixie's arm64 busybox comes with the kernel
     elif not os.path.exists(args.busybox) or "static" not in subprocess.run(
             ["file", "-L", args.busybox], capture_output=True, text=True).stdout:
@@ -442,10 +448,10 @@ def main():
         have = open(key_file).read() if os.path.exists(key_file) else ""
         if have != key or not os.path.exists(transcript):
             if args.group in GUEST_SUITES:
-                suite, arch = GUEST_SUITES[args.group]
-                fetched = subprocess.run([args.fetch_guest, suite, arch, args.cache_dir],
+                suite, arch, flavour = GUEST_SUITES[args.group]
+                fetched = subprocess.run([args.fetch_guest, suite, arch, args.cache_dir, flavour],
                                          capture_output=True, text=True)
-                what = "%s's linux-image-%s" % (suite, arch)
+                what = "%s's linux-image-%s" % (suite, flavour)
             else:
                 fetched = subprocess.run([args.fetch_kernel, args.kernel_release,
                                           args.cache_dir], capture_output=True, text=True)
@@ -455,7 +461,7 @@ def main():
                 log("SKIP: cannot get %s" % what)
                 return SKIP
             kernel_dir = fetched.stdout.strip()
-            if args.group == "arm64":
+            if is_arm64(args):
                 args.busybox = os.path.join(kernel_dir, "usr/bin/busybox")
             boot(args, kernel_dir, args.workdir, transcript)
             with open(key_file, "w") as f:
