@@ -161,8 +161,9 @@ int runRound(const Options &o, TargetTree &tree, const char *action, const std::
     *out = *st;
     std::printf("%-8s %10lu pages written (%7.1f MiB), %10lu in parent, frozen %8.2f ms, "
                 "criu %.2f s\n",
-                label, st->pagesWritten, st->pagesWritten * 4096.0 / (1 << 20), st->pagesSkipped,
-                st->frozenUs / 1000.0, wall);
+                label, st->pagesWritten,
+                st->pagesWritten * static_cast<double>(::sysconf(_SC_PAGESIZE)) / (1 << 20),
+                st->pagesSkipped, st->frozenUs / 1000.0, wall);
     std::fflush(stdout);
     return 0;
 }
