@@ -426,19 +426,24 @@ def unmount_under(path):
         subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
-def podman_cgroups():
-    """The parent cgroups podman's cgroupfs manager makes (cgroup v1: one per
-    controller, v2: one)."""
+def podman_leftovers():
+    """What podman leaves outside its --root and --runroot: the parent
+    cgroups of its cgroupfs manager (cgroup v1: one per controller, v2: one)
+    and its lock segment in /dev/shm."""
     return set(glob.glob("/sys/fs/cgroup/*/libpod_parent") +
-               glob.glob("/sys/fs/cgroup/libpod_parent"))
+               glob.glob("/sys/fs/cgroup/libpod_parent") + glob.glob("/dev/shm/libpod_lock"))
 
 
-def remove_cgroups(dirs):
-    """Removes cgroup trees the test made (empty once its containers are
-    gone), deepest first. Left behind, podman's cpuset parent holds every
-    CPU, and a later cgroup of the machine can't be made cpu_exclusive
-    (CRIU's zdtm cgroup02 then fails to restore)."""
-    for top in dirs:
+def remove_leftovers(paths):
+    """Removes what podman_leftovers() found that the test made: cgroup trees
+    (empty once its containers are gone) deepest first. Left behind,
+    podman's cpuset parent holds every CPU, and a later cgroup of the
+    machine can't be made cpu_exclusive (CRIU's zdtm cgroup02 then fails
+    to restore)."""
+    for top in paths:
+        if os.path.isfile(top):
+            os.unlink(top)
+            continue
         for d, _, _ in os.walk(top, topdown=False):
             try:
                 os.rmdir(d)
@@ -715,7 +720,7 @@ def main():
                         "OOH_SOCKET")}
     mounts = []
     daemon = None
-    cgroups_before = podman_cgroups()
+    leftovers_before = podman_leftovers()
     try:
         mounts, env["PATH"] = private_machine(work, meson, build, prefix, dirs)
         oohd = os.path.join(prefix, dirs["sbindir"], "oohd")
@@ -751,7 +756,7 @@ def main():
         unmount_under(work)
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)
-        remove_cgroups(podman_cgroups() - cgroups_before)
+        remove_leftovers(podman_leftovers() - leftovers_before)
         if os.environ.get("KEEP_TMP"):
             print("kept " + work)
         else:
