@@ -168,6 +168,37 @@ def first_write_ns(bench_collect, oohd):
     return float(m.group(4)), float(m.group(1)), float(m.group(2))
 
 
+PHOENIX_APPS = ("histogram", "kmeans", "pca", "string-match", "word-count")
+
+
+def phoenix_run(binary, libs, oohctl, sock, tracked, interval):
+    """One Phoenix-like application (bench/gc/phoenix, bdwgc non-incremental:
+    oohd is then the only tracker), tracked from its start with a collect
+    every `interval` s; returns ({"run": row}, collector). The app times its
+    own work (its first output field, seconds): process start is left out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GC_")}
+    if libs:
+        env["LD_LIBRARY_PATH"] = libs
+    app = subprocess.Popen([binary, "--run", "full"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    col = None
+    if tracked:
+        col = Collector(oohctl, sock, app.pid, interval)
+        col.start()
+    out, err = app.communicate(timeout=300)
+    if col:
+        col.done.set()
+        col.thread.join()
+        if col.error and app.returncode == 0 and "exited" not in col.error and \
+                "No such process" not in col.error:
+            die(f"oohctl collect {app.pid}: {col.error}")
+    if app.returncode != 0:
+        die(f"{binary} --run full exited {app.returncode}: {err.strip()}")
+    seconds = float(out.split()[0])
+    # ops: applications per second, so that "slowdown" reads as for servers.
+    return {"run": {"ops": 1.0 / seconds, "avg": None, "p50": None, "p99": None}}, col
+
+
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -190,10 +221,22 @@ def main():
     ap.add_argument("--keys", type=int, default=200000, help="redis-benchmark -r")
     ap.add_argument("--value-size", type=int, default=256)
     ap.add_argument("--seconds", type=int, default=8, help="memcaslap run time")
+    ap.add_argument("--phoenix-dir", help="where the ooh-phoenix-* applications are "
+                    "(BUILD/bench/gc/phoenix); each is run untracked and tracked")
+    ap.add_argument("--phoenix-libs", default="",
+                    help="LD_LIBRARY_PATH for them: the patched libgc (BUILD/gc) and libooh")
+    ap.add_argument("--phoenix-interval", type=float, default=0.1,
+                    help="seconds between collects of a Phoenix application (they run for "
+                    "about half a second each)")
+    ap.add_argument("--programs", default="redis,memcached,phoenix",
+                    help="which of redis, memcached, phoenix to run (comma-separated)")
     args = ap.parse_args()
+    chosen = set(args.programs.split(","))
     if os.geteuid() != 0:
         die("needs root (oohd write-protects other processes' memory)")
     for tool in ("redis-server", "redis-benchmark", "memcached", "memcaslap"):
+        if not chosen & {"redis", "memcached"}:
+            break
         if not shutil.which(tool):
             die(f"{tool} not found: apt-get install redis-server redis-tools memcached "
                 "libmemcached-tools")
@@ -220,10 +263,17 @@ def main():
     try:
         for rep in range(args.reps):
             for tracked in (False, True):  # alternate, so drift hits both alike
-                for prog, fn in (("redis", lambda t: redis_run(args, 16379 + rep, args.oohctl,
-                                                               sock, t)),
-                                 ("memcached", lambda t: memcached_run(
-                                     args, 11311 + rep, args.oohctl, sock, t, cfg))):
+                programs = [
+                    ("redis", lambda t: redis_run(args, 16379 + rep, args.oohctl, sock, t)),
+                    ("memcached", lambda t: memcached_run(args, 11311 + rep, args.oohctl, sock,
+                                                          t, cfg))]
+                for name in (PHOENIX_APPS if args.phoenix_dir else ()):
+                    binary = os.path.join(args.phoenix_dir, "ooh-phoenix-" + name)
+                    programs.append(("phoenix " + name, lambda t, b=binary: phoenix_run(
+                        b, args.phoenix_libs, args.oohctl, sock, t, args.phoenix_interval)))
+                for prog, fn in programs:
+                    if prog.split()[0] not in chosen:
+                        continue
                     rows, col = fn(tracked)
                     for test, row in rows.items():
                         r = results.setdefault((prog, test), {"untracked": [], "tracked": [],
@@ -246,7 +296,9 @@ def main():
            "tracked_p50_ms,untracked_p99_ms,tracked_p99_ms,collects,dirty_pages_per_collect,"
            "collect_ms,untracked_spread_pct")
     lines = [hdr]
-    print(f"\nthroughput untracked vs tracked (collect every {args.interval:g} s), median of "
+    print(f"\nthroughput untracked vs tracked (collect every {args.interval:g} s; Phoenix "
+          f"applications: every {args.phoenix_interval:g} s, ops/s = 1 / the run's seconds), "
+          f"median of "
           f"{args.reps}; slowdown = untracked ops/s / tracked ops/s; collects, pages/coll "
           f"(mean dirty pages per collect) and coll ms (median wall time of `oohctl collect`, "
           f"process start included) over the tracked runs; noise = (max - min) / median of "
@@ -264,11 +316,13 @@ def main():
         # Run-to-run spread of the untracked runs: a slowdown inside it is noise.
         uvals = [x["ops"] for x in r["untracked"]]
         spread = (max(uvals) - min(uvals)) / uo * 100
-        print(f"{prog:10} {test:14} {uo:11.0f} {to:11.0f} {uo / to:7.2f}x | "
+        # Phoenix rows: applications per second (1 / its own time in s).
+        spec = "11.3f" if uo < 100 else "11.0f"
+        print(f"{prog:10} {test:14} {uo:{spec}} {to:{spec}} {uo / to:7.2f}x | "
               f"{fmt(u50, '6.3f'):>6}/{fmt(t50, '6.3f'):>6} {fmt(u99, '7.3f'):>7}/"
               f"{fmt(t99, '7.3f'):>7} | {n:8d} {pages:10.0f} {cms:7.1f} {spread:5.0f}%")
         lines.append(",".join(str(x) for x in (
-            prog, test, f"{uo:.0f}", f"{to:.0f}", f"{uo / to:.3f}", fmt(u50, ".3f"),
+            prog, test, f"{uo:.4g}", f"{to:.4g}", f"{uo / to:.3f}", fmt(u50, ".3f"),
             fmt(t50, ".3f"), fmt(u99, ".3f"), fmt(t99, ".3f"), n, f"{pages:.0f}", f"{cms:.2f}",
             f"{spread:.1f}")))
     print(f"\ntracked first write (ooh-bench-collect write loop, 256 MiB x 5 passes): "
