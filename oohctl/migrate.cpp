@@ -11,6 +11,15 @@
 // and only then is the stopped source killed: a failure anywhere before
 // leaves the source running. Reports per round the pages sent and the dirty
 // rate, and at the end the downtime (source frozen -> destination running).
+//
+// With --post-copy the final dump sends no pages: `criu dump --lazy-pages`
+// writes the other images here (the pagemaps of the pre-dumps, fetched back
+// from the destination, give it its parent chain: what did not change since
+// is restored there from those rounds) and then serves the pages written
+// since the last round from the stopped source. `criu restore --lazy-pages`
+// starts the tree on the destination at once, and `criu lazy-pages` there
+// fetches those pages through userfaultfd, on fault and in the background.
+// The source is killed once its dump says all pages went.
 #include "migrate.h"
 
 #include "convergence.h"
@@ -18,6 +27,8 @@
 #include "target_tree.h"
 #include "unique_fd.h"
 
+#include <arpa/inet.h>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -26,10 +37,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sstream>
 #include <string>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <thread>
@@ -57,6 +71,7 @@ struct Options {
     unsigned long stepTimeoutSec = 300;
     bool tcpEstablished = false;
     std::string switchCommand, afterRestore;
+    std::string postCopy; // the source's address for the lazy pages; empty: none
     std::vector<std::string> criuArgs;
 };
 
@@ -111,6 +126,12 @@ void usage(FILE *out)
                  "                           tree (e.g. send the service's traffic there: before,\n"
                  "                           the destination would reset connections it has not\n"
                  "                           restored yet); counted in the downtime\n"
+                 "      --post-copy ADDR     post-copy: the final dump sends no pages, the\n"
+                 "                           stopped source serves them on ADDR (its own\n"
+                 "                           address, the --port) while the tree already runs\n"
+                 "                           on the destination (criu dump, lazy-pages and\n"
+                 "                           restore --lazy-pages: userfaultfd there); the\n"
+                 "                           source is killed once every page went\n"
                  "      --step-timeout SEC   deadline of each step (default 300)\n"
                  "  -h, --help               show this help\n"
                  "Arguments after -- go to the pre-dumps, the dump and the restore (e.g.\n"
@@ -167,6 +188,10 @@ private:
     void stopPageServer(const std::string &name, const std::string &sub);
     int transferImages(uint64_t *bytes);
     int restore(double *sec);
+    int fetchPagemaps(size_t rounds);
+    int postCopy(const std::string &parent, size_t rounds, uint64_t prePages);
+    bool lazyServerListening(const std::string &log) const;
+    void abortLazyDump();
     void killSource();
     Step userCommand(const char *name, const std::string &cmd, const char *out) const;
     StepOutcome runUserCommand(const Step &step) const;
@@ -177,7 +202,8 @@ private:
 
     const Options &o_;
     TargetTree tree_;
-    bool dumped_ = false; // the final dump succeeded: the source is stopped
+    bool dumped_ = false;  // the final dump succeeded: the source is stopped
+    std::thread lazyDump_; // --post-copy: the final dump, serving the pages
 };
 
 // A failed step: named with its diagnosis, the source continued.
@@ -185,6 +211,8 @@ private:
 int Migration::failed(const Step &step, const StepOutcome &out, bool touchedTree)
 {
     int rc = reportFailure(step, out, o_.stepTimeoutSec);
+    if (lazyDump_.joinable())
+        abortLazyDump();
     if (touchedTree)
         tree_.release(step.name.c_str());
     std::fprintf(stderr, "%s: stopped at %s; the source tree was not migrated%s\n", kCmd,
@@ -346,7 +374,11 @@ int Migration::transferImages(uint64_t *bytes)
         if (e.is_regular_file(ec) && n.ends_with(".img"))
             *bytes += e.file_size(ec);
     }
-    std::string pipe = "cd \"$1\" && shift && tar -cf - --no-recursion *.img | \"$@\"";
+    // Post-copy: the parent link too (the page servers made it otherwise).
+    std::string pipe = o_.postCopy.empty()
+                           ? "cd \"$1\" && shift && tar -cf - --no-recursion *.img | \"$@\""
+                           : "cd \"$1\" && shift && tar -cf - --no-recursion *.img "
+                             "$(ls -d parent 2>/dev/null) | \"$@\"";
     std::vector<std::string> argv{"/bin/sh", "-c", pipe, "sh", here("dump")};
     for (const auto &w : onDest(o_, {"tar", "-C", there("dump"), "-xf", "-"}))
         argv.push_back(w);
@@ -362,6 +394,8 @@ int Migration::restore(double *sec)
 {
     std::vector<std::string> cmd{o_.destCriu, "restore",     "-D",  there("dump"),    "-d",
                                  "-o",        "restore.log", "-v4", "--display-stats"};
+    if (!o_.postCopy.empty())
+        cmd.push_back("--lazy-pages");
     if (!o_.pluginDir.empty())
         cmd.insert(cmd.end(), {"-L", o_.pluginDir});
     if (o_.tcpEstablished)
@@ -375,6 +409,257 @@ int Migration::restore(double *sec)
     if (res.status != 0)
         return failed(step, res, true);
     return 0;
+}
+
+// The pre-dumps' pagemaps (a few KiB; their pages stay there) back from the
+// destination into DIR/1, DIR/2, ...: the local final dump finds its parent
+// chain in them. Waits for each round's page server to have written them.
+int Migration::fetchPagemaps(size_t rounds)
+{
+    // Gone or a zombie (nobody may reap there): done. criu's comm has no space.
+    std::string script = "cd \"$1\" && shift && for r; do p=$(cat \"$r/page-server.pid\") && "
+                         "while s=$(cut -d' ' -f3 \"/proc/$p/stat\" 2>/dev/null) && "
+                         "[ \"$s\" != Z ]; do sleep 0.02; done || exit 1; "
+                         "done && tar -cf - $(for r; do echo \"$r\"/pagemap-*.img; done)";
+    std::vector<std::string> cmd{"sh", "-c", script, "sh", o_.destDir};
+    for (size_t r = 1; r <= rounds; r++)
+        cmd.push_back(std::to_string(r));
+    std::string pipe = "cd \"$1\" && shift && \"$@\" | tar -xf -";
+    std::vector<std::string> argv{"/bin/sh", "-c", pipe, "sh", o_.dir};
+    for (const auto &w : onDest(o_, cmd))
+        argv.push_back(w);
+    Step step{"pagemap fetch",           argv, here("dump/pagemaps.out"),
+              here("dump/pagemaps.out"), {},   kCmd};
+    StepOutcome res = runStep(step, o_.stepTimeoutSec);
+    if (res.status != 0)
+        return failed(step, res, false);
+    return 0;
+}
+
+// The lazy dump logged that it serves the pages and its socket listens
+// (oohctl runs in the source's network namespace, as its criu does).
+bool Migration::lazyServerListening(const std::string &log) const
+{
+    if (lastLogLine(log, "Starting lazy pages server").empty())
+        return false;
+    char port[16];
+    std::snprintf(port, sizeof port, ":%04lX ", o_.port);
+    for (const char *table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+        std::ifstream in(table);
+        std::string line;
+        while (std::getline(in, line)) {
+            std::istringstream f(line);
+            std::string sl, local, remote, state;
+            if (f >> sl >> local >> remote >> state && state == "0A" &&
+                (local + " ").ends_with(port))
+                return true;
+        }
+    }
+    return false;
+}
+
+// A failure after the lazy dump began: a connection closed at once ends its
+// page server (the pages stay with the source), then the dump returns.
+void Migration::abortLazyDump()
+{
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    auto *in4 = reinterpret_cast<sockaddr_in *>(&ss);
+    auto *in6 = reinterpret_cast<sockaddr_in6 *>(&ss);
+    if (inet_pton(AF_INET, o_.postCopy.c_str(), &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(uint16_t(o_.port));
+        len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, o_.postCopy.c_str(), &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(uint16_t(o_.port));
+        len = sizeof *in6;
+    }
+    if (len) {
+        UniqueFD sk(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (sk.isValid())
+            (void)connect(sk.get(), reinterpret_cast<sockaddr *>(&ss), len);
+    }
+    lazyDump_.join(); // at the latest at its step deadline
+}
+
+// --post-copy, after the pre-dumps: the lazy dump, the restore while it
+// serves the pages, then the wait for the last page.
+int Migration::postCopy(const std::string &parent, size_t rounds, uint64_t prePages)
+{
+    std::string dir = here("dump");
+    if (mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) {
+        std::fprintf(stderr, "%s: dump: can't create %s: %s\n", kCmd, dir.c_str(),
+                     std::strerror(errno));
+        return 1;
+    }
+    if (rounds && fetchPagemaps(rounds))
+        return 1;
+    std::vector<std::string> argv{o_.criu,
+                                  "dump",
+                                  "-t",
+                                  std::to_string(o_.pid),
+                                  "-D",
+                                  dir,
+                                  "-o",
+                                  "dump.log",
+                                  "-v4",
+                                  "--ooh",
+                                  "--lazy-pages",
+                                  "--address",
+                                  o_.postCopy,
+                                  "--port",
+                                  std::to_string(o_.port),
+                                  "--leave-stopped"};
+    if (o_.oneShot)
+        argv.erase(argv.begin() + 9); // no --ooh
+    if (!o_.pluginDir.empty())
+        argv.insert(argv.end(), {"-L", o_.pluginDir});
+    if (!parent.empty())
+        argv.insert(argv.end(), {"--prev-images-dir", parent});
+    if (o_.tcpEstablished)
+        argv.push_back("--tcp-established");
+    argv.insert(argv.end(), o_.criuArgs.begin(), o_.criuArgs.end());
+    Step dump{"dump", argv, dir + "/dump.out", dir + "/dump.log", {}, kCmd};
+    std::string log = dir + "/dump.log";
+    std::filesystem::remove(log);
+
+    tree_.snapshot();
+    auto dumpStart = Clock::now();
+    StepOutcome dumpRes;
+    std::atomic<bool> dumpDone{false};
+    lazyDump_ = std::thread([&] {
+        dumpRes = runStep(dump, o_.stepTimeoutSec);
+        dumpDone = true;
+    });
+    // Its images are written once its page server listens.
+    while (!dumpDone && !lazyServerListening(log))
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (dumpDone) {
+        lazyDump_.join();
+        if (dumpRes.status == 0)
+            dumpRes.status = 1; // it ended without serving: not a migration
+        return failed(dump, dumpRes, true);
+    }
+    auto served = Clock::now();
+    dumped_ = true;
+
+    // The log's clock starts with criu: the freeze begins when it seizes
+    // the first task. Its pages: the pagemap lines.
+    double seizedSec = 0;
+    uint64_t dumpPages = 0, lazyPages = 0;
+    {
+        std::ifstream in(log);
+        std::string line;
+        while (std::getline(in, line)) {
+            auto at = line.find("Pagemap generated: ");
+            unsigned long n, l;
+            if (!seizedSec && line.find(") Seized task ") != std::string::npos &&
+                std::sscanf(line.c_str(), "(%lf)", &seizedSec) != 1)
+                seizedSec = 0;
+            if (at != std::string::npos &&
+                std::sscanf(line.c_str() + at, "Pagemap generated: %lu pages (%lu lazy)", &n, &l) ==
+                    2) {
+                dumpPages += n;
+                lazyPages += l;
+            }
+        }
+    }
+    auto freezeStart = dumpStart + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(seizedSec));
+    std::printf("dump     %10llu pages (%8.1f MiB), %llu of them left on the source for "
+                "post-copy; images written in %.3f s\n",
+                (unsigned long long)dumpPages, dumpPages * 4096.0 / (1 << 20),
+                (unsigned long long)lazyPages,
+                std::chrono::duration<double>(served - dumpStart).count());
+
+    uint64_t imageBytes = 0;
+    auto t0 = Clock::now();
+    if (int rc = transferImages(&imageBytes))
+        return rc;
+    std::printf("images   %10.1f KiB of other images sent in %.3f s\n", imageBytes / 1024.0,
+                secondsSince(t0));
+    if (!o_.switchCommand.empty()) {
+        Step sw = userCommand("switch command", o_.switchCommand, "dump/switch.out");
+        StepOutcome res = runUserCommand(sw);
+        if (res.status != 0)
+            return failed(sw, res, true);
+    }
+    std::vector<std::string> lazyCmd{o_.destCriu,
+                                     "lazy-pages",
+                                     "--page-server",
+                                     "--address",
+                                     o_.postCopy,
+                                     "--port",
+                                     std::to_string(o_.port),
+                                     "-D",
+                                     there("dump"),
+                                     "-d",
+                                     "-o",
+                                     "lazy-pages.log",
+                                     "-v4"};
+    Step lazy{"lazy-pages daemon",
+              onDest(o_, lazyCmd),
+              here("dump/lazy-pages.out"),
+              there("dump/lazy-pages.log"),
+              {},
+              kCmd};
+    StepOutcome lazyRes = runStep(lazy, o_.stepTimeoutSec);
+    if (lazyRes.status != 0)
+        return failed(lazy, lazyRes, true);
+    double restoreSec = 0;
+    if (int rc = restore(&restoreSec))
+        return rc;
+    bool afterFailed = false;
+    if (!o_.afterRestore.empty()) {
+        Step after = userCommand("after-restore command", o_.afterRestore, "dump/after.out");
+        StepOutcome res = runUserCommand(after);
+        if (res.status != 0) {
+            // Reported; the restored tree still needs its pages from the
+            // source, so the transfer goes on.
+            afterFailed = true;
+            reportFailure(after, res, o_.stepTimeoutSec);
+            std::fprintf(stderr,
+                         "%s: the tree runs on the destination, but the after-restore "
+                         "command failed\n",
+                         kCmd);
+        }
+    }
+    auto running = Clock::now();
+    std::printf("restored on the destination in %.3f s; its pages follow from the source\n",
+                restoreSec);
+    std::fflush(stdout);
+
+    // The source goes once the destination has every page.
+    lazyDump_.join();
+    auto transferred = Clock::now();
+    if (dumpRes.status != 0) {
+        reportFailure(dump, dumpRes, o_.stepTimeoutSec);
+        std::fprintf(stderr,
+                     "%s: the post-copy transfer failed: the tree restored on the destination "
+                     "lacks pages; the source is left stopped (pid %d)\n",
+                     kCmd, int(o_.pid));
+        return 1;
+    }
+    killSource();
+    double downtimeMs = std::chrono::duration<double, std::milli>(running - freezeStart).count();
+    double upperMs = std::chrono::duration<double, std::milli>(running - dumpStart).count();
+    double transferMs = std::chrono::duration<double, std::milli>(transferred - dumpStart).count();
+    uint64_t bytes = (prePages + dumpPages) * 4096 + imageBytes;
+    std::printf("post-copy finished %.1f ms after the start of the final dump; the source is "
+                "killed\n",
+                transferMs);
+    std::printf("downtime %.1f ms (source frozen -> destination running; at most %.1f ms from "
+                "the start of the final dump); %.1f MiB sent in %zu round%s\n",
+                downtimeMs, upperMs, bytes / 1048576.0, rounds + 1, rounds ? "s" : "");
+    std::printf("summary rounds=%zu pre_dump_pages=%llu dump_pages=%llu lazy_pages=%llu "
+                "image_bytes=%llu bytes_sent=%llu restore_ms=%.1f downtime_ms=%.1f "
+                "downtime_max_ms=%.1f post_copy_done_ms=%.1f\n",
+                rounds, (unsigned long long)prePages, (unsigned long long)dumpPages,
+                (unsigned long long)lazyPages, (unsigned long long)imageBytes,
+                (unsigned long long)bytes, restoreSec * 1000, downtimeMs, upperMs, transferMs);
+    std::fflush(stdout);
+    return afterFailed ? 1 : 0;
 }
 
 // `sh -c cmd` here, its output into `out` (reportFailure shows its last
@@ -450,6 +735,8 @@ int Migration::run()
             std::this_thread::sleep_for(std::chrono::milliseconds(o_.intervalMs));
     }
 
+    if (!o_.postCopy.empty())
+        return postCopy(parent, sent.size(), totalPages);
     RoundStats fin;
     auto dumpStart = Clock::now();
     if (int rc = round("dump", "dump", "dump", parent, &fin))
@@ -527,6 +814,7 @@ int parseArgs(int argc, char **argv, Options *o)
         kTcp,
         kSwitch,
         kAfterRestore,
+        kPostCopy,
     };
     static const option longOpts[] = {
         {"tree", required_argument, nullptr, 't'},
@@ -547,6 +835,7 @@ int parseArgs(int argc, char **argv, Options *o)
         {"tcp-established", no_argument, nullptr, kTcp},
         {"switch-command", required_argument, nullptr, kSwitch},
         {"after-restore", required_argument, nullptr, kAfterRestore},
+        {"post-copy", required_argument, nullptr, kPostCopy},
         {"help", no_argument, nullptr, 'h'},
         {},
     };
@@ -616,6 +905,7 @@ int parseArgs(int argc, char **argv, Options *o)
         case kTcp: o->tcpEstablished = true; break;
         case kSwitch: o->switchCommand = optarg; break;
         case kAfterRestore: o->afterRestore = optarg; break;
+        case kPostCopy: o->postCopy = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -636,6 +926,32 @@ int parseArgs(int argc, char **argv, Options *o)
         return 2;
     }
     return -1;
+}
+
+// criu's lazy page server grows a pipe to 819 pages (its PIPE_MAX_SIZE) and
+// goes on if it can't: then its first fault beyond 16 pages fails ("tee:
+// ... Operation not permitted") and the restored tree lacks its pages.
+// Beyond fs.pipe-max-size that takes CAP_SYS_RESOURCE, which containers
+// often drop from the bounding set.
+int checkPostCopyPipes()
+{
+    constexpr unsigned long kNeeded = 819 * 4096;
+    unsigned long max = 0;
+    std::ifstream("/proc/sys/fs/pipe-max-size") >> max;
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    unsigned long long capEff = 0;
+    while (std::getline(status, line))
+        if (line.starts_with("CapEff:"))
+            capEff = std::strtoull(line.c_str() + 7, nullptr, 16);
+    constexpr int kCapSysResource = 24;
+    if (max >= kNeeded || (capEff >> kCapSysResource & 1))
+        return 0;
+    std::fprintf(stderr,
+                 "%s: --post-copy: criu's lazy page server needs pipes of %lu bytes: "
+                 "CAP_SYS_RESOURCE (missing here) or fs.pipe-max-size >= %lu (it is %lu)\n",
+                 kCmd, kNeeded, kNeeded, max);
+    return 1;
 }
 
 } // namespace
@@ -680,6 +996,10 @@ int runMigrate(int argc, char **argv)
     if (char *abs = realpath(o.dir.c_str(), nullptr)) {
         o.dir = abs;
         std::free(abs);
+    }
+    if (!o.postCopy.empty()) {
+        if (int rc = checkPostCopyPipes())
+            return rc;
     }
     if (!pathExists("/proc/" + std::to_string(o.pid))) {
         std::fprintf(stderr, "%s: pid %d: no such process\n", kCmd, int(o.pid));
