@@ -13,12 +13,15 @@
 # destination's PID namespace) verifies every page it ever wrote, and the
 # client's connection, opened before the migration, gets its answer from
 # the destination's network namespace.
+# With post-copy, the same with --post-copy: the final dump's pages go
+# after the restore, fetched by userfaultfd from the stopped source; the
+# service verifies once they all arrived (oohctl returns then).
 #
-# usage: migrate_test.sh OOHCTL CRIU PLUGIN_SO OOHD WORKLOAD
+# usage: migrate_test.sh OOHCTL CRIU PLUGIN_SO OOHD WORKLOAD [post-copy]
 # Exit 77 (skip) without root or without the pieces.
 set -uo pipefail
 
-oohctl=${1:-} criu=${2:-} plugin=${3:-} oohd=${4:-} workload=${5:-}
+oohctl=${1:-} criu=${2:-} plugin=${3:-} oohd=${4:-} workload=${5:-} mode=${6:-}
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -37,8 +40,9 @@ done
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/two_hosts.sh"
 tmp=$(mktemp -d /tmp/ooh-migrate.XXXXXX)
-oohd_pid= wpid= client_pid=
+oohd_pid= wpid= client_pid= pipe_max=
 cleanup() {
+    [ -n "$pipe_max" ] && echo "$pipe_max" > /proc/sys/fs/pipe-max-size
     [ -n "$client_pid" ] && kill -9 "$client_pid" 2> /dev/null
     [ -n "$wpid" ] && kill -9 "$wpid" 2> /dev/null
     hosts_down
@@ -46,6 +50,22 @@ cleanup() {
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+post_copy=()
+if [ "$mode" = post-copy ]; then
+    post_copy=(--post-copy "$src_addr")
+    # criu's lazy page server needs pipes of 819 pages: beyond
+    # fs.pipe-max-size that takes CAP_SYS_RESOURCE, which a container may
+    # lack (this machine's does). Raised for the test, put back after.
+    need=$((819 * 4096))
+    cap_eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+    cur=$(cat /proc/sys/fs/pipe-max-size)
+    if (((0x$cap_eff >> 24 & 1) == 0 && cur < need)); then
+        echo "$need" > /proc/sys/fs/pipe-max-size ||
+            skip "post-copy needs CAP_SYS_RESOURCE or fs.pipe-max-size >= $need, and it can't be raised"
+        pipe_max=$cur
+    fi
+fi
 
 hosts_up "oohmt$$" > "$tmp/hosts.err" 2>&1 || fail "two hosts: $(tail -n 1 "$tmp/hosts.err")"
 
@@ -118,7 +138,7 @@ route="ip -n $hosts_prefix-lan route replace $service_addr/32 via $dst_addr"
 $src_exec "$oohctl" migrate -t "$wpid" --to "$dst_addr" -D "$tmp/src-img" \
     --dest-dir "$tmp/dst-img" --dest-exec "$dst_exec" --criu "$criu" \
     -L "$(dirname "$plugin")" -s "$tmp/oohd.sock" --max-rounds 4 --interval 300 \
-    --step-timeout 30 --tcp-established --switch-command "$give" --after-restore "$route" \
+    --step-timeout 30 "${post_copy[@]}" --tcp-established --switch-command "$give" --after-restore "$route" \
     > "$tmp/out" 2> "$tmp/err"
 rc=$?
 cat "$tmp/out" "$tmp/err"
@@ -128,6 +148,12 @@ grep -q "^pre 1 " "$tmp/out" && grep -q "^dump " "$tmp/out" && grep -q "^downtim
 grep -Eq "^(converged|round limit hit) after [0-9]+ pre-dumps? \(" "$tmp/out" ||
     fail "oohctl migrate did not say how the pre-dumps ended"
 grep -q "dirty rate" "$tmp/out" || fail "no dirty rate reported"
+if [ "$mode" = post-copy ]; then
+    grep -q "^post-copy finished " "$tmp/out" || fail "oohctl migrate did not say when the post-copy finished"
+    lazy=$(sed -n 's/^summary .* lazy_pages=\([0-9]*\) .*/\1/p' "$tmp/out")
+    # 2000 page writes per second: the last round leaves some to the post-copy.
+    [ -n "$lazy" ] && [ "$lazy" -gt 0 ] || fail "no page went by post-copy (lazy_pages='$lazy')"
+fi
 for _ in $(seq 100); do [ -d "/proc/$wpid" ] || break; sleep 0.05; done
 [ -d "/proc/$wpid" ] && fail "the source process $wpid still exists after the migration"
 wpid=
