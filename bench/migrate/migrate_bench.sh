@@ -8,7 +8,14 @@
 #             other images, criu restore (what stock CRIU does without
 #             soft-dirty: no pre-dump);
 #   ooh:      pre-dumps with --ooh to the page server until the dirty set
-#             converges (oohctl's default policy), then the final dump.
+#             converges (oohctl's default policy), then the final dump;
+#   ooh-pc:   the same with --post-copy: the final dump's pages go after the
+#             restore (userfaultfd on the destination), the pre-dumps' pages
+#             are restored from their images as with ooh;
+#   1shot-pc: -n 0 --post-copy: no pre-dump, every page after the restore.
+# A post-copy migration's downtime ends when the restored tree runs; the
+# source stays (stopped) until its last page went: post-copy ms, from the
+# start of the final dump.
 # Prints each migration's downtime (source frozen -> destination running),
 # its parts and the bytes sent, then a table of the medians of --reps runs,
 # ooh against one-shot; writes CSV (a row per run) and, with gnuplot, a PNG. Not a test: needs root, takes minutes, and the numbers
@@ -44,14 +51,22 @@ done
 . "$two_hosts"
 tmp=$(mktemp -d "$root/ooh-migrate-bench.XXXXXX")
 load=$(cut -d' ' -f1 /proc/loadavg)
-oohd_pid= wpid=
+oohd_pid= wpid= pipe_max=
 cleanup() {
+    [ -n "$pipe_max" ] && echo "$pipe_max" > /proc/sys/fs/pipe-max-size
     [ -n "$wpid" ] && kill -9 "$wpid" 2> /dev/null
     hosts_down
     [ -n "$oohd_pid" ] && kill "$oohd_pid" 2> /dev/null
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+# criu's lazy page server needs pipes of 819 pages: CAP_SYS_RESOURCE or a
+# large enough fs.pipe-max-size (raised for the run, put back after).
+need=$((819 * 4096)) cur=$(cat /proc/sys/fs/pipe-max-size)
+cap_eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+if (((0x$cap_eff >> 24 & 1) == 0 && cur < need)); then
+    echo "$need" > /proc/sys/fs/pipe-max-size && pipe_max=$cur
+fi
 hosts_up "oohmb$$" || { echo "migrate_bench: two hosts: see above" >&2; exit 1; }
 
 export OOH_SOCKET=$tmp/oohd.sock
@@ -77,19 +92,23 @@ start_service() { # MIB PCT_PER_SEC
     sleep 1 # a steady write rate before the first round
 }
 
-echo "size_mib,dirty_pct_per_s,mode,rep,rounds,pre_dump_mib,dump_mib,sent_mib,dump_frozen_ms,restore_ms,downtime_ms,downtime_max_ms,total_s" > "$csv"
+echo "size_mib,dirty_pct_per_s,mode,rep,rounds,pre_dump_mib,dump_mib,sent_mib,dump_frozen_ms,restore_ms,downtime_ms,downtime_max_ms,total_s,post_copy_ms" > "$csv"
 echo "Migration benchmark: $(nproc) CPUs, load $load at the start, images in $root, $reps runs each"
-printf "%6s %6s  %-8s %3s %6s %9s %9s %9s %10s %10s %11s %8s\n" MiB "%/s" mode run rounds "pre MiB" \
-    "dump MiB" "sent MiB" "frozen ms" "restore ms" "downtime ms" "total s"
+printf "%6s %6s  %-8s %3s %6s %9s %9s %9s %10s %10s %11s %8s %13s\n" MiB "%/s" mode run rounds "pre MiB" \
+    "dump MiB" "sent MiB" "frozen ms" "restore ms" "downtime ms" "total s" "post-copy ms"
 for mib in $sizes; do
     for rate in $rates; do
         # The modes alternate, so a change in the machine's load hits both.
         for rep in $(seq "$reps"); do
-            for mode in one-shot ooh; do
+            for mode in one-shot ooh ooh-pc 1shot-pc; do
                 start_service "$mib" "$rate"
                 rm -rf "$tmp/src" "$tmp/dst"
                 args=()
-                [ "$mode" = one-shot ] && args=(-n 0)
+                case $mode in
+                    one-shot) args=(-n 0) ;;
+                    ooh-pc) args=(--post-copy "$src_addr") ;;
+                    1shot-pc) args=(-n 0 --post-copy "$src_addr") ;;
+                esac
                 t0=$(date +%s.%N)
                 $src_exec "$oohctl" migrate -t "$wpid" --to "$dst_addr" -D "$tmp/src" \
                     --dest-dir "$tmp/dst" --dest-exec "$dst_exec" --criu "$criu" -L "$plugdir" \
@@ -105,13 +124,14 @@ for mib in $sizes; do
                 row=$(awk -v m="$mib" -v r="$rate" -v mode="$mode" -v rep="$rep" -v n="$(val rounds)" \
                     -v pp="$(val pre_dump_pages)" -v dp="$(val dump_pages)" -v b="$(val bytes_sent)" \
                     -v f="$(val dump_frozen_ms)" -v rs="$(val restore_ms)" -v d="$(val downtime_ms)" \
-                    -v dm="$(val downtime_max_ms)" -v t0="$t0" -v t1="$t1" 'BEGIN {
-                    printf "%s,%s,%s,%d,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.2f", m, r, mode, rep, n,
-                        pp / 256, dp / 256, b / 1048576, f, rs, d, dm, t1 - t0 }')
+                    -v dm="$(val downtime_max_ms)" -v t0="$t0" -v t1="$t1" -v pc="$(val post_copy_done_ms)" 'BEGIN {
+                    # post-copy: the source stays frozen until its pages went (no frozen time).
+                    printf "%s,%s,%s,%d,%d,%.1f,%.1f,%.1f,%s,%.1f,%.1f,%.1f,%.2f,%s", m, r, mode, rep, n,
+                        pp / 256, dp / 256, b / 1048576, f, rs, d, dm, t1 - t0, pc }')
                 echo "$row" >> "$csv"
-                IFS=, read -r _ _ _ _ n pre dmp snt frz rst dwn _ tot <<< "$row"
-                printf "%6s %6s  %-8s %3s %6s %9s %9s %9s %10s %10s %11s %8s\n" "$mib" "$rate" "$mode" \
-                    "$rep" "$n" "$pre" "$dmp" "$snt" "$frz" "$rst" "$dwn" "$tot"
+                IFS=, read -r _ _ _ _ n pre dmp snt frz rst dwn _ tot pcd <<< "$row"
+                printf "%6s %6s  %-8s %3s %6s %9s %9s %9s %10s %10s %11s %8s %13s\n" "$mib" "$rate" "$mode" \
+                    "$rep" "$n" "$pre" "$dmp" "$snt" "${frz:--}" "$rst" "$dwn" "$tot" "${pcd:--}"
                 rm -rf "$tmp/src" "$tmp/dst"
             done
         done
@@ -126,18 +146,21 @@ median() { # SIZE RATE MODE COLUMN
 }
 echo
 echo "Medians of $reps runs; ratio = ooh / one-shot; frozen = the final dump's freeze, restore = criu"
-echo "restore on the destination, downtime = source frozen -> destination running:"
-printf "%6s %6s  %-21s %-21s %-27s %7s  %-17s\n" MiB "%/s" "frozen ms (1-shot/ooh)" \
-    "restore ms (1-shot/ooh)" "downtime ms (1-shot/ooh)" ratio "sent MiB (1-shot/ooh)"
+echo "restore on the destination, downtime = source frozen -> destination running; pc = post-copy"
+echo "(ooh-pc, 1shot-pc: downtime, then its ratio to one-shot's):"
+printf "%6s %6s  %-21s %-21s %-27s %7s  %-17s  %-15s  %-15s\n" MiB "%/s" "frozen ms (1-shot/ooh)" \
+    "restore ms (1-shot/ooh)" "downtime ms (1-shot/ooh)" ratio "sent MiB (1-shot/ooh)" \
+    "ooh-pc ms ratio" "1shot-pc ms ratio"
 for mib in $sizes; do
     for rate in $rates; do
         awk -v m="$mib" -v r="$rate" \
             -v fa="$(median "$mib" "$rate" one-shot 9)" -v fb="$(median "$mib" "$rate" ooh 9)" \
             -v ra="$(median "$mib" "$rate" one-shot 10)" -v rb="$(median "$mib" "$rate" ooh 10)" \
             -v da="$(median "$mib" "$rate" one-shot 11)" -v db="$(median "$mib" "$rate" ooh 11)" \
-            -v sa="$(median "$mib" "$rate" one-shot 8)" -v sb="$(median "$mib" "$rate" ooh 8)" 'BEGIN {
-            printf "%6s %6s  %9.1f / %9.1f %9.1f / %9.1f %11.1f / %11.1f %8.3f  %7.1f / %7.1f\n",
-                m, r, fa, fb, ra, rb, da, db, db / da, sa, sb }'
+            -v sa="$(median "$mib" "$rate" one-shot 8)" -v sb="$(median "$mib" "$rate" ooh 8)" \
+            -v dc="$(median "$mib" "$rate" ooh-pc 11)" -v dd="$(median "$mib" "$rate" 1shot-pc 11)" 'BEGIN {
+            printf "%6s %6s  %9.1f / %9.1f %9.1f / %9.1f %11.1f / %11.1f %8.3f  %7.1f / %7.1f  %7.1f %7.3f  %7.1f %7.3f\n",
+                m, r, fa, fb, ra, rb, da, db, db / da, sa, sb, dc, dc / da, dd, dd / da }'
     done
 done
 echo "CSV: $csv"
