@@ -524,6 +524,20 @@ int Migration::postCopy(const std::string &parent, size_t rounds, uint64_t prePa
     std::string log = dir + "/dump.log";
     std::filesystem::remove(log);
 
+    // SIGINT, SIGTERM and SIGHUP stay pending for the steps' signalfds
+    // (runStep) while the dump runs in its thread: this thread would
+    // otherwise die of them and leave the source stopped and serving.
+    struct SignalGuard {
+        sigset_t set, old;
+        SignalGuard()
+        {
+            sigemptyset(&set);
+            for (int sig : {SIGINT, SIGTERM, SIGHUP})
+                sigaddset(&set, sig);
+            pthread_sigmask(SIG_BLOCK, &set, &old);
+        }
+        ~SignalGuard() { pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+    } guard;
     tree_.snapshot();
     auto dumpStart = Clock::now();
     StepOutcome dumpRes;
