@@ -345,26 +345,8 @@ int runCheckpoint(int argc, char **argv)
         return rc;
     if (o.criu.empty())
         o.criu = defaultCriu();
-    if (o.pluginDir.empty())
-        o.pluginDir = defaultPluginDir();
-    // criu resolves -L after moving into the images directory.
-    if (!o.pluginDir.empty()) {
-        char *abs = realpath(o.pluginDir.c_str(), nullptr);
-        if (!abs) {
-            std::fprintf(stderr, "%s: plugin directory %s: %s\n", kCmd, o.pluginDir.c_str(),
-                         std::strerror(errno));
-            return 1;
-        }
-        o.pluginDir = abs;
-        std::free(abs);
-    }
-    if (!o.socket.empty())
-        setenv("OOH_SOCKET", o.socket.c_str(), 1);
-    if (mkdir(o.dir.c_str(), 0700) < 0 && errno != EEXIST) {
-        std::fprintf(stderr, "%s: can't create %s: %s\n", kCmd, o.dir.c_str(),
-                     std::strerror(errno));
+    if (!prepareLocalCriu(kCmd, &o.pluginDir, o.socket, &o.dir))
         return 1;
-    }
 
     // The target, held by a pidfd: after the restore, the process at its pid
     // must be a new one.

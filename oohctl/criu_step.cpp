@@ -81,6 +81,34 @@ std::string defaultPluginDir()
     return exists(dir + "/ooh_plugin.so") ? dir : std::string();
 }
 
+bool prepareLocalCriu(const char *cmd, std::string *pluginDir, const std::string &socket,
+                      std::string *dir)
+{
+    if (pluginDir->empty())
+        *pluginDir = defaultPluginDir();
+    if (!pluginDir->empty()) {
+        char *abs = realpath(pluginDir->c_str(), nullptr);
+        if (!abs) {
+            std::fprintf(stderr, "%s: plugin directory %s: %s\n", cmd, pluginDir->c_str(),
+                         std::strerror(errno));
+            return false;
+        }
+        *pluginDir = abs;
+        std::free(abs);
+    }
+    if (!socket.empty())
+        setenv("OOH_SOCKET", socket.c_str(), 1);
+    if (mkdir(dir->c_str(), 0700) < 0 && errno != EEXIST) {
+        std::fprintf(stderr, "%s: can't create %s: %s\n", cmd, dir->c_str(), std::strerror(errno));
+        return false;
+    }
+    if (char *abs = realpath(dir->c_str(), nullptr)) {
+        *dir = abs;
+        std::free(abs);
+    }
+    return true;
+}
+
 bool parseUnsigned(const char *s, unsigned long *out)
 {
     char *end = nullptr;

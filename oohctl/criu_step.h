@@ -69,6 +69,14 @@ std::string defaultCriu();
 // (the patched criu then uses the directory it was built with).
 std::string defaultPluginDir();
 
+// What every subcommand does before its first local criu step: the plugin
+// directory (defaultPluginDir() when empty) made absolute, since criu
+// resolves -L after moving into the images directory; $OOH_SOCKET set from
+// `socket` when given; the images directory `dir` made (0700) and made
+// absolute. Prints why (prefixed with `cmd`) and returns false on failure.
+bool prepareLocalCriu(const char *cmd, std::string *pluginDir, const std::string &socket,
+                      std::string *dir);
+
 // A decimal number, whole string; false on anything else.
 bool parseUnsigned(const char *s, unsigned long *out);
 

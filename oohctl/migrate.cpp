@@ -987,30 +987,8 @@ int runMigrate(int argc, char **argv)
     }
     if (o.destCriu.empty())
         o.destCriu = o.criu;
-    if (o.pluginDir.empty())
-        o.pluginDir = defaultPluginDir();
-    // criu resolves -L after moving into the images directory.
-    if (!o.pluginDir.empty()) {
-        char *abs = realpath(o.pluginDir.c_str(), nullptr);
-        if (!abs) {
-            std::fprintf(stderr, "%s: plugin directory %s: %s\n", kCmd, o.pluginDir.c_str(),
-                         std::strerror(errno));
-            return 1;
-        }
-        o.pluginDir = abs;
-        std::free(abs);
-    }
-    if (!o.socket.empty())
-        setenv("OOH_SOCKET", o.socket.c_str(), 1);
-    if (mkdir(o.dir.c_str(), 0700) < 0 && errno != EEXIST) {
-        std::fprintf(stderr, "%s: can't create %s: %s\n", kCmd, o.dir.c_str(),
-                     std::strerror(errno));
+    if (!prepareLocalCriu(kCmd, &o.pluginDir, o.socket, &o.dir))
         return 1;
-    }
-    if (char *abs = realpath(o.dir.c_str(), nullptr)) {
-        o.dir = abs;
-        std::free(abs);
-    }
     if (!o.postCopy.empty()) {
         if (int rc = checkPostCopyPipes())
             return rc;
