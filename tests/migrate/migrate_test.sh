@@ -20,58 +20,17 @@
 # usage: migrate_test.sh OOHCTL CRIU PLUGIN_SO OOHD WORKLOAD [post-copy]
 # Exit 77 (skip) without root or without the pieces.
 set -uo pipefail
-
-oohctl=${1:-} criu=${2:-} plugin=${3:-} oohd=${4:-} workload=${5:-} mode=${6:-}
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
-
-[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, CRIU)"
-for f in "$oohctl" "$criu" "$plugin" "$oohd" "$workload"; do
-    [ -n "$f" ] && [ -e "$f" ] || skip "missing build output '$f' (patched CRIU not built: see the CRIU part of meson's summary)"
-done
-for t in ip nsenter unshare tar; do
-    command -v "$t" > /dev/null || skip "needs $t"
-done
-
-# The destination's commands start in its own root directory.
-for v in oohctl criu plugin oohd workload; do
-    declare "$v=$(readlink -f "${!v}")"
-done
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/two_hosts.sh"
-tmp=$(mktemp -d /tmp/ooh-migrate.XXXXXX)
-oohd_pid= wpid= client_pid= pipe_max=
-cleanup() {
-    [ -n "$pipe_max" ] && echo "$pipe_max" > /proc/sys/fs/pipe-max-size
-    [ -n "$client_pid" ] && kill -9 "$client_pid" 2> /dev/null
-    [ -n "$wpid" ] && kill -9 "$wpid" 2> /dev/null
-    hosts_down
-    [ -n "$oohd_pid" ] && kill "$oohd_pid" 2> /dev/null
-    [ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-
+mode=${6:-}
+. "$(dirname "$0")/harness.sh"
+client_pid=
+test_cleanup() { [ -n "$client_pid" ] && kill -9 "$client_pid" 2> /dev/null; }
+migrate_test_init mt "$@"
 post_copy=()
 if [ "$mode" = post-copy ]; then
     post_copy=(--post-copy "$src_addr")
-    # criu's lazy page server needs pipes of 819 pages: beyond
-    # fs.pipe-max-size that takes CAP_SYS_RESOURCE, which a container may
-    # lack (this machine's does). Raised for the test, put back after.
-    need=$((819 * 4096))
-    cap_eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
-    cur=$(cat /proc/sys/fs/pipe-max-size)
-    if (((0x$cap_eff >> 24 & 1) == 0 && cur < need)); then
-        echo "$need" > /proc/sys/fs/pipe-max-size ||
-            skip "post-copy needs CAP_SYS_RESOURCE or fs.pipe-max-size >= $need, and it can't be raised"
-        pipe_max=$cur
-    fi
+    allow_post_copy
 fi
-
-hosts_up "oohmt$$" > "$tmp/hosts.err" 2>&1 || fail "two hosts: $(tail -n 1 "$tmp/hosts.err")"
-
-"$oohd" --socket "$tmp/oohd.sock" --foreground > "$tmp/oohd.log" 2>&1 &
-oohd_pid=$!
-for _ in $(seq 100); do [ -S "$tmp/oohd.sock" ] && break; sleep 0.05; done
+start_oohd
 
 # The service, on the source host, in its own session (CRIU dumps whole
 # sessions). setsid does not fork here (not a group leader): $! is its pid.
