@@ -169,6 +169,15 @@ std::vector<std::string> onDest(const Options &o, std::vector<std::string> cmd)
     return argv;
 }
 
+// Pages are counted in the system's pages (16 KiB on some arm64 kernels).
+uint64_t pageSize()
+{
+    static const uint64_t size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    return size;
+}
+
+double mib(uint64_t pages) { return pages * static_cast<double>(pageSize()) / (1 << 20); }
+
 double secondsSince(Clock::time_point t)
 {
     return std::chrono::duration<double>(Clock::now() - t).count();
@@ -187,6 +196,7 @@ private:
     int startPageServer(const std::string &name, const std::string &sub, const std::string &parent);
     void stopPageServer(const std::string &name, const std::string &sub);
     int transferImages(uint64_t *bytes);
+    int sendImagesAndSwitch(uint64_t *imageBytes);
     int restore(double *sec);
     int fetchPagemaps(size_t rounds);
     int postCopy(const std::string &parent, size_t rounds, uint64_t prePages);
@@ -583,22 +593,12 @@ int Migration::postCopy(const std::string &parent, size_t rounds, uint64_t prePa
                                        std::chrono::duration<double>(seizedSec));
     std::printf("dump     %10llu pages (%8.1f MiB), %llu of them left on the source for "
                 "post-copy; images written in %.3f s\n",
-                (unsigned long long)dumpPages, dumpPages * 4096.0 / (1 << 20),
-                (unsigned long long)lazyPages,
+                (unsigned long long)dumpPages, mib(dumpPages), (unsigned long long)lazyPages,
                 std::chrono::duration<double>(served - dumpStart).count());
 
     uint64_t imageBytes = 0;
-    auto t0 = Clock::now();
-    if (int rc = transferImages(&imageBytes))
+    if (int rc = sendImagesAndSwitch(&imageBytes))
         return rc;
-    std::printf("images   %10.1f KiB of other images sent in %.3f s\n", imageBytes / 1024.0,
-                secondsSince(t0));
-    if (!o_.switchCommand.empty()) {
-        Step sw = userCommand("switch command", o_.switchCommand, "dump/switch.out");
-        StepOutcome res = runUserCommand(sw);
-        if (res.status != 0)
-            return failed(sw, res, true);
-    }
     std::vector<std::string> lazyCmd{o_.destCriu,
                                      "lazy-pages",
                                      "--page-server",
@@ -659,7 +659,7 @@ int Migration::postCopy(const std::string &parent, size_t rounds, uint64_t prePa
     double downtimeMs = std::chrono::duration<double, std::milli>(running - freezeStart).count();
     double upperMs = std::chrono::duration<double, std::milli>(running - dumpStart).count();
     double transferMs = std::chrono::duration<double, std::milli>(transferred - dumpStart).count();
-    uint64_t bytes = (prePages + dumpPages) * 4096 + imageBytes;
+    uint64_t bytes = (prePages + dumpPages) * pageSize() + imageBytes;
     std::printf("post-copy finished %.1f ms after the start of the final dump; the source is "
                 "killed\n",
                 transferMs);
@@ -674,6 +674,24 @@ int Migration::postCopy(const std::string &parent, size_t rounds, uint64_t prePa
                 (unsigned long long)bytes, restoreSec * 1000, downtimeMs, upperMs, transferMs);
     std::fflush(stdout);
     return afterFailed ? 1 : 0;
+}
+
+// After the final dump: the other images to the destination, then the
+// --switch-command, which both modes run before the restore.
+int Migration::sendImagesAndSwitch(uint64_t *imageBytes)
+{
+    auto t0 = Clock::now();
+    if (int rc = transferImages(imageBytes))
+        return rc;
+    std::printf("images   %10.1f KiB of other images sent in %.3f s\n", *imageBytes / 1024.0,
+                secondsSince(t0));
+    if (!o_.switchCommand.empty()) {
+        Step sw = userCommand("switch command", o_.switchCommand, "dump/switch.out");
+        StepOutcome res = runUserCommand(sw);
+        if (res.status != 0)
+            return failed(sw, res, true);
+    }
+    return 0;
 }
 
 // `sh -c cmd` here, its output into `out` (reportFailure shows its last
@@ -719,7 +737,7 @@ int Migration::run()
     auto printRound = [](const char *label, const RoundStats &st) {
         std::printf("%-8s %10lu pages sent (%8.1f MiB), %10lu in parent, frozen %8.2f ms, "
                     "criu %.2f s\n",
-                    label, st.pagesWritten, st.pagesWritten * 4096.0 / (1 << 20), st.pagesSkipped,
+                    label, st.pagesWritten, mib(st.pagesWritten), st.pagesSkipped,
                     st.frozenUs / 1000.0, st.wallSec);
     };
     // Ends: decideConvergence() says RoundLimit at maxRounds at the latest.
@@ -764,17 +782,8 @@ int Migration::run()
     auto freezeStart = dumpEnd - frozenFor < dumpStart ? dumpStart : dumpEnd - frozenFor;
 
     uint64_t imageBytes = 0;
-    auto t0 = Clock::now();
-    if (int rc = transferImages(&imageBytes))
+    if (int rc = sendImagesAndSwitch(&imageBytes))
         return rc;
-    std::printf("images   %10.1f KiB of other images sent in %.3f s\n", imageBytes / 1024.0,
-                secondsSince(t0));
-    if (!o_.switchCommand.empty()) {
-        Step sw = userCommand("switch command", o_.switchCommand, "dump/switch.out");
-        StepOutcome res = runUserCommand(sw);
-        if (res.status != 0)
-            return failed(sw, res, true);
-    }
     double restoreSec = 0;
     if (int rc = restore(&restoreSec))
         return rc;
@@ -797,7 +806,7 @@ int Migration::run()
 
     double downtimeMs = std::chrono::duration<double, std::milli>(running - freezeStart).count();
     double upperMs = std::chrono::duration<double, std::milli>(running - dumpStart).count();
-    uint64_t bytes = totalPages * 4096 + imageBytes;
+    uint64_t bytes = totalPages * pageSize() + imageBytes;
     std::printf("restored on the destination in %.3f s; the source is killed\n", restoreSec);
     std::printf("downtime %.1f ms (source frozen -> destination running; at most %.1f ms from "
                 "the start of the final dump); %.1f MiB sent in %zu round%s\n",
@@ -942,14 +951,15 @@ int parseArgs(int argc, char **argv, Options *o)
     return -1;
 }
 
-// criu's lazy page server grows a pipe to 819 pages (its PIPE_MAX_SIZE) and
-// goes on if it can't: then its first fault beyond 16 pages fails ("tee:
-// ... Operation not permitted") and the restored tree lacks its pages.
-// Beyond fs.pipe-max-size that takes CAP_SYS_RESOURCE, which containers
-// often drop from the bounding set.
+// criu's lazy page server grows a pipe to its PIPE_MAX_SIZE: 8 pages' worth
+// of 40-byte pipe buffers (819 pages of 4 KiB). Beyond fs.pipe-max-size
+// that takes CAP_SYS_RESOURCE, which containers often drop from the
+// bounding set; the series' patch 12 then fails the dump (stock criu went
+// on, and the restored tree waited for pages that failed to "tee"). Said
+// here before anything starts.
 int checkPostCopyPipes()
 {
-    constexpr unsigned long kNeeded = 819 * 4096;
+    const unsigned long kNeeded = 8 * pageSize() / 40 * pageSize();
     unsigned long max = 0;
     std::ifstream("/proc/sys/fs/pipe-max-size") >> max;
     std::ifstream status("/proc/self/status");
